@@ -45,6 +45,8 @@
 
 mod error;
 pub mod proto;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use error::{BufferLimit, Error, Result};
 pub use proto::{Checksum, ServerError, ServerErrorKind};

@@ -16,7 +16,7 @@
 //! transparently ([`ExpandedRecords`]). Because it is a complete record, the server's
 //! crash recovery reads past it correctly.
 
-use super::tlv::{RecordIter, RecordType, Record, MAX_VALUE_LEN, TLV_HEADER_LEN};
+use super::tlv::{Record, RecordIter, RecordType, MAX_VALUE_LEN, TLV_HEADER_LEN};
 use super::TlvError;
 
 /// The codec byte for an LZ4 block.
@@ -97,7 +97,9 @@ pub fn decompress_batch(value: &[u8], offset: usize, out: &mut Vec<u8>) -> Resul
     };
     let len = u32::from_le_bytes(*len) as usize;
     if len > MAX_VALUE_LEN {
-        return Err(err(format!("uncompressed length {len} over the 16 MiB limit")));
+        return Err(err(format!(
+            "uncompressed length {len} over the 16 MiB limit"
+        )));
     }
     let start = out.len();
     out.resize(start + len, 0);

@@ -242,8 +242,9 @@ pub struct FrameDecoder {
     max_payload: u32,
     /// Bytes of a frame split across chunks.
     carry: Vec<u8>,
-    /// `carry` holds a complete frame that was yielded and must be dropped next.
-    carry_yielded: bool,
+    /// Bytes at the front of `carry` that were yielded as a frame and are dropped on the
+    /// next call (the frame borrowed them until then).
+    carry_yielded: usize,
     poisoned: bool,
 }
 
@@ -259,7 +260,7 @@ impl FrameDecoder {
             checksum,
             max_payload,
             carry: Vec::new(),
-            carry_yielded: false,
+            carry_yielded: 0,
             poisoned: false,
         }
     }
@@ -268,10 +269,7 @@ impl FrameDecoder {
     /// Bytes not consumed when the returned [`Frames`] is dropped are kept for the next
     /// call, so stopping early loses nothing.
     pub fn feed<'a>(&'a mut self, chunk: &'a [u8]) -> Frames<'a> {
-        if self.carry_yielded {
-            self.carry.clear();
-            self.carry_yielded = false;
-        }
+        self.drop_yielded();
         Frames {
             dec: self,
             chunk,
@@ -281,10 +279,13 @@ impl FrameDecoder {
 
     /// Bytes held for an incomplete frame.
     pub fn buffered(&self) -> usize {
-        if self.carry_yielded {
-            0
-        } else {
-            self.carry.len()
+        self.carry.len() - self.carry_yielded
+    }
+
+    fn drop_yielded(&mut self) {
+        if self.carry_yielded > 0 {
+            self.carry.drain(..self.carry_yielded);
+            self.carry_yielded = 0;
         }
     }
 
@@ -296,7 +297,7 @@ impl FrameDecoder {
     /// Forgets buffered bytes and any error, for a new connection.
     pub fn reset(&mut self) {
         self.carry.clear();
-        self.carry_yielded = false;
+        self.carry_yielded = 0;
         self.poisoned = false;
     }
 
@@ -323,10 +324,7 @@ impl Frames<'_> {
         if dec.poisoned {
             return None;
         }
-        if dec.carry_yielded {
-            dec.carry.clear();
-            dec.carry_yielded = false;
-        }
+        dec.drop_yielded();
         let rest = &self.chunk[self.pos..];
 
         if !dec.carry.is_empty() {
@@ -343,10 +341,11 @@ impl Frames<'_> {
                 Ok(h) => h,
                 Err(e) => return Some(Err(poison(dec, e))),
             };
-            // …then its payload, never more than the header declared.
+            // …then its payload, never more than the header declared. (The carry can
+            // hold more than one frame when a caller stopped iterating early.)
             let total = HEADER_LEN + header.payload_length as usize;
             let rest = &self.chunk[self.pos..];
-            let take = (total - dec.carry.len()).min(rest.len());
+            let take = total.saturating_sub(dec.carry.len()).min(rest.len());
             dec.carry.extend_from_slice(&rest[..take]);
             self.pos += take;
             if dec.carry.len() < total {
@@ -356,7 +355,7 @@ impl Frames<'_> {
             if let Err(e) = check_payload(&header, payload, dec.checksum) {
                 return Some(Err(poison(dec, e)));
             }
-            dec.carry_yielded = true;
+            dec.carry_yielded = total;
             return Some(Ok(Frame {
                 header,
                 payload: &dec.carry[HEADER_LEN..total],
@@ -399,7 +398,7 @@ impl Frames<'_> {
 fn poison(dec: &mut FrameDecoder, e: FrameError) -> FrameError {
     dec.poisoned = true;
     dec.carry.clear();
-    dec.carry_yielded = false;
+    dec.carry_yielded = 0;
     e
 }
 
@@ -408,10 +407,7 @@ impl Drop for Frames<'_> {
         if self.dec.poisoned {
             return;
         }
-        if self.dec.carry_yielded {
-            self.dec.carry.clear();
-            self.dec.carry_yielded = false;
-        }
+        self.dec.drop_yielded();
         let rest = &self.chunk[self.pos..];
         if !rest.is_empty() {
             self.dec.carry.extend_from_slice(rest);

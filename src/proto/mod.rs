@@ -35,7 +35,9 @@ pub use frame::{
     ack_frame, encode_frame, ingest_header, keepalive_frame, seal_frame, Frame, FrameDecoder,
     FrameKind, Frames,
 };
-pub use header::{offset, Flags, Header, DEFAULT_PORT, HEADER_LEN, MAGIC, MAX_PAYLOAD_LEN, PROTOCOL_VERSION};
+pub use header::{
+    offset, Flags, Header, DEFAULT_PORT, HEADER_LEN, MAGIC, MAX_PAYLOAD_LEN, PROTOCOL_VERSION,
+};
 pub use server_error::{ServerError, ServerErrorKind};
 pub use tlv::{
     complete_prefix, encode_key_timestamped, encode_key_value, encode_null, encode_raw,

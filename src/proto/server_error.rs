@@ -207,7 +207,10 @@ mod tests {
             assert_eq!(e.is_retryable(), *retry, "{text}");
             assert_eq!(e.message, *text, "raw text kept");
         }
-        assert!(ServerError::classify("FORWARD_FAILED: Quorum not reached - required 2 ACKs, got 1").outcome_unknown());
+        assert!(ServerError::classify(
+            "FORWARD_FAILED: Quorum not reached - required 2 ACKs, got 1"
+        )
+        .outcome_unknown());
         assert!(!ServerError::classify("FORWARD_FAILED: Leader address unknown").outcome_unknown());
     }
 }

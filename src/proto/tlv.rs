@@ -243,8 +243,16 @@ pub fn encode_key_value(out: &mut Vec<u8>, key: &[u8], value: &[u8]) -> Result<(
 }
 
 /// Appends a Timestamped (0x11) record: `timestamp_ns u64 · value`.
-pub fn encode_timestamped(out: &mut Vec<u8>, timestamp_ns: u64, value: &[u8]) -> Result<(), TlvError> {
-    encode_record(out, RecordType::TIMESTAMPED, &[&timestamp_ns.to_le_bytes(), value])
+pub fn encode_timestamped(
+    out: &mut Vec<u8>,
+    timestamp_ns: u64,
+    value: &[u8],
+) -> Result<(), TlvError> {
+    encode_record(
+        out,
+        RecordType::TIMESTAMPED,
+        &[&timestamp_ns.to_le_bytes(), value],
+    )
 }
 
 /// Appends a KeyTimestamped (0x12) record: `timestamp_ns u64 · key_len u16 · key · value`.
@@ -350,7 +358,11 @@ impl<'a> Iterator for RecordIter<'a> {
 
 /// Parses the record at the start of `rest`; `at` is its offset for error reports.
 /// `Ok(None)` at the end of the data.
-fn parse_one(rest: &[u8], at: usize, max_value: usize) -> Result<Option<(Record<'_>, usize)>, TlvError> {
+fn parse_one(
+    rest: &[u8],
+    at: usize,
+    max_value: usize,
+) -> Result<Option<(Record<'_>, usize)>, TlvError> {
     if rest.is_empty() {
         return Ok(None);
     }
