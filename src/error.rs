@@ -1,6 +1,7 @@
 //! The crate's error type.
 
 use std::io;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -29,6 +30,8 @@ pub enum BufferLimit {
 
 /// Everything that can go wrong, with the server's text kept wherever there is one.
 ///
+/// `Clone`, because one failure is reported to every record of a batch.
+///
 /// ```
 /// use lnc_uring::{Error, proto::ServerError};
 ///
@@ -37,7 +40,7 @@ pub enum BufferLimit {
 /// assert!(!e.is_retryable());
 /// assert!(Error::from(ServerError::classify("FORWARD_FAILED: Leader address unknown")).is_retryable());
 /// ```
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
     /// No connection could be made to any address of the server.
@@ -47,14 +50,14 @@ pub enum Error {
         addr: String,
         /// The last connect error.
         #[source]
-        source: io::Error,
+        source: Arc<io::Error>,
     },
     /// The server closed the connection (or it was reset).
     #[error("connection closed by the server")]
     ConnectionClosed,
     /// Another I/O failure.
     #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
+    Io(#[source] Arc<io::Error>),
     /// A deadline passed: connect, request, delivery or flush.
     #[error("timed out: {0}")]
     Timeout(String),
@@ -97,6 +100,10 @@ pub enum Error {
     /// Records that cannot be parsed or built.
     #[error("invalid record: {0}")]
     InvalidRecord(#[from] TlvError),
+    /// Valid frames at the wrong time (an unsolicited reply, a reply of the wrong
+    /// kind). The connection is reset.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
     /// A reply with the wrong shape.
     #[error("invalid reply: {0}")]
     InvalidResponse(#[from] PayloadError),
@@ -137,6 +144,12 @@ impl Error {
             Error::Server(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(Arc::new(e))
     }
 }
 

@@ -43,10 +43,13 @@
 //! ```
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod delivery;
 mod error;
 pub mod proto;
+mod session;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use delivery::{DeliveryTicket, RecordMetadata};
 pub use error::{BufferLimit, Error, Result};
 pub use proto::{Checksum, ServerError, ServerErrorKind};

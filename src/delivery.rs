@@ -1,0 +1,290 @@
+//! Delivery outcomes: one slot per batch, shared by the tickets of its records.
+//!
+//! The driver thread completes a slot exactly once (ACKed or failed); any number of
+//! threads may wait on it. Completion is an atomic store plus, only when someone is
+//! blocked, an unpark: no lock on the hot path. Slots are pooled by the producer and
+//! reused once no ticket refers to them (`Arc::strong_count == 1`), so steady-state
+//! sending allocates nothing per record.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+const PENDING: u8 = 0;
+const ACKED: u8 = 1;
+const FAILED: u8 = 2;
+
+/// Where an acknowledged record went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct RecordMetadata {
+    /// The topic.
+    pub topic_id: u32,
+    /// The batch id the server acknowledged (per connection; resent batches get new ids).
+    pub batch_id: u64,
+    /// The record's position in its batch.
+    pub offset_in_batch: u32,
+    /// Send attempts the batch needed (1 unless it was resent after a reconnect or a
+    /// retryable error; a resend can duplicate the batch on the server).
+    pub attempts: u32,
+}
+
+/// The shared outcome of one batch.
+#[derive(Debug)]
+pub(crate) struct DeliverySlot {
+    state: AtomicU8,
+    batch_id: AtomicU64,
+    topic_id: AtomicU64,
+    attempts: AtomicU64,
+    has_waiters: AtomicBool,
+    waiters: Mutex<Vec<Thread>>,
+    error: Mutex<Option<Error>>,
+}
+
+impl DeliverySlot {
+    pub(crate) fn new() -> DeliverySlot {
+        DeliverySlot {
+            state: AtomicU8::new(PENDING),
+            batch_id: AtomicU64::new(0),
+            topic_id: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
+            has_waiters: AtomicBool::new(false),
+            waiters: Mutex::new(Vec::new()),
+            error: Mutex::new(None),
+        }
+    }
+
+    /// Makes a slot no one refers to ready for another batch.
+    pub(crate) fn reset(&self, topic_id: u32) {
+        *self.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.topic_id.store(u64::from(topic_id), Ordering::Relaxed);
+        self.batch_id.store(0, Ordering::Relaxed);
+        self.attempts.store(0, Ordering::Relaxed);
+        self.state.store(PENDING, Ordering::Release);
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.state.load(Ordering::Acquire) != PENDING
+    }
+
+    /// Completes the slot as acknowledged.
+    pub(crate) fn ack(&self, batch_id: u64, attempts: u32) {
+        self.batch_id.store(batch_id, Ordering::Relaxed);
+        self.attempts.store(u64::from(attempts), Ordering::Relaxed);
+        self.finish(ACKED);
+    }
+
+    /// Completes the slot as failed.
+    pub(crate) fn fail(&self, error: Error, attempts: u32) {
+        *self.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+        self.attempts.store(u64::from(attempts), Ordering::Relaxed);
+        self.finish(FAILED);
+    }
+
+    fn finish(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+        if self.has_waiters.load(Ordering::SeqCst) {
+            let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+            self.has_waiters.store(false, Ordering::SeqCst);
+            for t in waiters {
+                t.unpark();
+            }
+        }
+    }
+
+    fn result(&self, offset_in_batch: u32) -> Option<Result<RecordMetadata, Error>> {
+        match self.state.load(Ordering::Acquire) {
+            PENDING => None,
+            ACKED => Some(Ok(RecordMetadata {
+                topic_id: self.topic_id.load(Ordering::Relaxed) as u32,
+                batch_id: self.batch_id.load(Ordering::Relaxed),
+                offset_in_batch,
+                attempts: self.attempts.load(Ordering::Relaxed) as u32,
+            })),
+            _ => Some(Err(self
+                .error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or(Error::Closed))),
+        }
+    }
+
+    /// Blocks until done or `deadline`; spins for `spin` first (latency mode).
+    fn wait(&self, deadline: Option<Instant>, spin: Duration) -> bool {
+        if self.is_done() {
+            return true;
+        }
+        if !spin.is_zero() {
+            let until = Instant::now() + spin;
+            while Instant::now() < until {
+                for _ in 0..64 {
+                    if self.is_done() {
+                        return true;
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        loop {
+            {
+                let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+                if self.is_done() {
+                    return true;
+                }
+                let me = thread::current();
+                if !w.iter().any(|t| t.id() == me.id()) {
+                    w.push(me);
+                }
+                self.has_waiters.store(true, Ordering::SeqCst);
+            }
+            // Re-check after publishing: the completer reads `has_waiters` after its
+            // state store, so one of us sees the other.
+            if self.is_done() {
+                return true;
+            }
+            match deadline {
+                None => thread::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return self.is_done();
+                    }
+                    thread::park_timeout(d - now);
+                }
+            }
+            if self.is_done() {
+                return true;
+            }
+        }
+    }
+}
+
+/// The outcome of one record sent with [`crate::Producer::send_async`]: wait for it,
+/// poll it, or drop it (the record is still delivered; [`crate::Producer::flush`]
+/// reports failures of records whose tickets were dropped).
+#[derive(Debug, Clone)]
+pub struct DeliveryTicket {
+    slot: Arc<DeliverySlot>,
+    offset_in_batch: u32,
+    spin: Duration,
+}
+
+impl DeliveryTicket {
+    pub(crate) fn new(slot: Arc<DeliverySlot>, offset_in_batch: u32, spin: Duration) -> Self {
+        DeliveryTicket {
+            slot,
+            offset_in_batch,
+            spin,
+        }
+    }
+
+    /// Blocks until the record is acknowledged or has failed.
+    pub fn wait(self) -> Result<RecordMetadata, Error> {
+        self.slot.wait(None, self.spin);
+        self.slot
+            .result(self.offset_in_batch)
+            .unwrap_or(Err(Error::Closed))
+    }
+
+    /// The outcome if there is one yet.
+    pub fn try_wait(&self) -> Option<Result<RecordMetadata, Error>> {
+        self.slot.result(self.offset_in_batch)
+    }
+
+    /// Blocks at most `timeout`; `None` if the record is still pending then.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<RecordMetadata, Error>> {
+        self.wait_deadline(Instant::now() + timeout)
+    }
+
+    /// Blocks until `deadline`; `None` if the record is still pending then.
+    pub fn wait_deadline(&self, deadline: Instant) -> Option<Result<RecordMetadata, Error>> {
+        self.slot.wait(Some(deadline), self.spin);
+        self.slot.result(self.offset_in_batch)
+    }
+
+    /// Whether the outcome is known.
+    pub fn is_done(&self) -> bool {
+        self.slot.is_done()
+    }
+}
+
+/// A pool of slots reused once nothing else refers to them.
+#[derive(Debug, Default)]
+pub(crate) struct SlotPool {
+    slots: Vec<Arc<DeliverySlot>>,
+    next: usize,
+}
+
+impl SlotPool {
+    /// A slot no one else holds, reset for `topic_id`.
+    pub(crate) fn take(&mut self, topic_id: u32) -> Arc<DeliverySlot> {
+        let n = self.slots.len();
+        // Look at a bounded number of candidates, round robin: old slots free up in
+        // roughly the order they were used.
+        for _ in 0..n.min(8) {
+            let i = self.next % n;
+            self.next = self.next.wrapping_add(1);
+            if Arc::strong_count(&self.slots[i]) == 1 {
+                self.slots[i].reset(topic_id);
+                return self.slots[i].clone();
+            }
+        }
+        let slot = Arc::new(DeliverySlot::new());
+        slot.reset(topic_id);
+        if n < 4096 {
+            self.slots.push(slot.clone());
+        }
+        slot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_across_threads() {
+        let slot = Arc::new(DeliverySlot::new());
+        slot.reset(3);
+        let t = DeliveryTicket::new(slot.clone(), 5, Duration::ZERO);
+        assert!(t.try_wait().is_none());
+        assert!(t.wait_timeout(Duration::from_millis(5)).is_none());
+        let h = {
+            let t = t.clone();
+            thread::spawn(move || t.wait())
+        };
+        thread::sleep(Duration::from_millis(20));
+        slot.ack(77, 1);
+        let m = h.join().unwrap().unwrap();
+        assert_eq!((m.topic_id, m.batch_id, m.offset_in_batch, m.attempts), (3, 77, 5, 1));
+        assert!(t.is_done());
+    }
+
+    #[test]
+    fn failure_reaches_every_ticket() {
+        let slot = Arc::new(DeliverySlot::new());
+        slot.reset(1);
+        let a = DeliveryTicket::new(slot.clone(), 0, Duration::from_micros(50));
+        let b = DeliveryTicket::new(slot.clone(), 1, Duration::ZERO);
+        slot.fail(Error::ConnectionClosed, 2);
+        assert!(matches!(a.wait(), Err(Error::ConnectionClosed)));
+        assert!(matches!(b.try_wait(), Some(Err(Error::ConnectionClosed))));
+    }
+
+    #[test]
+    fn pool_reuses_free_slots_only() {
+        let mut pool = SlotPool::default();
+        let a = pool.take(1);
+        let a_ptr = Arc::as_ptr(&a);
+        let b = pool.take(1);
+        assert_ne!(Arc::as_ptr(&b), a_ptr, "a is still held");
+        drop(a);
+        let c = pool.take(2);
+        assert_eq!(Arc::as_ptr(&c), a_ptr, "a was free and reused");
+        assert!(!c.is_done());
+    }
+}

@@ -1,0 +1,1241 @@
+//! The sans-IO connection session: what to send next, and what every received frame
+//! means for the batches and requests in flight. No sockets, no threads, no clock (time
+//! is an argument), no `unsafe`. The driver thread owns one `Session` per connection
+//! and feeds it bytes, completions and time.
+//!
+//! # Correlation rules (wire-truth §1.1, §5.6–5.7, §9.2, §15)
+//!
+//! * Ingest ACKs arrive strictly FIFO and carry the batch id. An ACK for batch `n`
+//!   resolves every earlier unacknowledged batch as **skipped**: it got no ACK.
+//! * An ingest error (ErrorResponse) carries no batch id and is written *inline*, so it
+//!   can overtake the deferred ACKs of earlier batches. Errors are queued unattributed
+//!   and handed, in order, to skipped batches as they are discovered (errors are written
+//!   in processing order, skipped batches are found in send order).
+//! * A quorum failure (`FORWARD_FAILED: Quorum not reached`) is followed by no ACK and
+//!   no error for the rest of that read chunk. Once one is seen, every skipped batch
+//!   without an error of its own has an **unknown outcome** and is retried.
+//! * When errors are waiting and no later ACK will come to skip their batches, a
+//!   **fence** resolves them: keepalive K1; when its echo arrives, K2; the echo of K2
+//!   comes after every ACK of the chunk that held K1 (the server reads the next chunk
+//!   only after writing the current chunk's ACKs), so any batch sent before K1 and still
+//!   unacknowledged got no ACK.
+//! * Control replies are inline and in request order. To attribute an ErrorResponse
+//!   without guessing, a control request is a **barrier** on a connection that carries
+//!   ingests: it is sent only when no batch is in flight, and no batch is sent while a
+//!   control request is outstanding. An ErrorResponse therefore belongs to the oldest
+//!   control request if there is one, otherwise to an ingest.
+//! * Unsubscribe is answered by an Ack frame whose batch id is the consumer id: such a
+//!   request is held while a batch with that id is in flight, and batch ids skip every
+//!   consumer id with an Unsubscribe outstanding.
+//! * Keepalive echoes are counted, never answered (the server echoes every keepalive).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::delivery::DeliverySlot;
+use crate::proto::{
+    keepalive_frame, offset, Checksum, ControlCode, Frame, FrameDecoder, FrameKind, Request,
+    Response, ServerError, ServerErrorKind, HEADER_LEN, MAX_PAYLOAD_LEN,
+};
+use crate::Error;
+
+/// Session tuning.
+#[derive(Clone, Debug)]
+pub(crate) struct SessionConfig {
+    pub(crate) checksum: Checksum,
+    /// Most batches sent and not yet acknowledged.
+    pub(crate) max_inflight: usize,
+    /// Send a keepalive after this long without sending anything.
+    pub(crate) keepalive_interval: Duration,
+    /// Declare the peer dead when nothing arrives for this long while a keepalive or a
+    /// batch is outstanding.
+    pub(crate) peer_timeout: Duration,
+    /// Authenticate with this token first on every connection.
+    pub(crate) auth_token: Option<String>,
+    /// Largest frame payload accepted from the server.
+    pub(crate) max_payload: u32,
+    /// Resend a batch after a retryable error or a lost connection at most this often
+    /// (its delivery deadline bounds it too).
+    pub(crate) max_attempts: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            checksum: Checksum::Ieee,
+            max_inflight: 64,
+            keepalive_interval: Duration::from_secs(10),
+            peer_timeout: Duration::from_secs(30),
+            auth_token: None,
+            max_payload: MAX_PAYLOAD_LEN,
+            max_attempts: u32::MAX,
+        }
+    }
+}
+
+/// One sealed ingest frame and who waits for it.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// Header and payload; bytes 12..20 (batch id) are patched when it is sent, which
+    /// needs no CRC update (the header CRC covers bytes 0..8 only).
+    pub(crate) frame: Vec<u8>,
+    pub(crate) topic_id: u32,
+    pub(crate) records: u32,
+    pub(crate) slot: Arc<DeliverySlot>,
+    /// Fail with a timeout when not acknowledged by then.
+    pub(crate) deadline: Instant,
+    pub(crate) attempts: u32,
+}
+
+/// A control request and where its reply goes.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(crate) frame: Vec<u8>,
+    pub(crate) code: ControlCode,
+    /// For Unsubscribe: the consumer id its Ack reply will carry.
+    pub(crate) unsubscribe_id: Option<u64>,
+    pub(crate) deadline: Instant,
+    pub(crate) reply: crossbeam_channel::Sender<Result<Reply, Error>>,
+}
+
+impl Call {
+    /// Encodes `request` as a call; the reply goes to `reply`.
+    pub(crate) fn new(
+        request: &Request<'_>,
+        checksum: Checksum,
+        deadline: Instant,
+        reply: crossbeam_channel::Sender<Result<Reply, Error>>,
+    ) -> Result<Call, Error> {
+        let mut frame = Vec::with_capacity(HEADER_LEN + 32);
+        request.encode(checksum, &mut frame)?;
+        let unsubscribe_id = match request {
+            Request::Unsubscribe { consumer_id, .. } => Some(*consumer_id),
+            _ => None,
+        };
+        Ok(Call {
+            frame,
+            code: request.code(),
+            unsubscribe_id,
+            deadline,
+            reply,
+        })
+    }
+}
+
+/// An owned control reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// TopicResponse or ClusterStatusResponse JSON.
+    Json(Vec<u8>),
+    /// FetchResponse: the next offset and the raw bytes.
+    Fetch { next_offset: u64, data: Vec<u8> },
+    CatchingUp { server_offset: u64 },
+    SubscribeAck { consumer_id: u64, start_offset: u64 },
+    CommitAck { consumer_id: u64, committed_offset: u64 },
+    Authenticate { success: bool, message: String },
+    Unsubscribed { consumer_id: u64 },
+    Error(ServerError),
+    Other { code: u8, payload: Vec<u8> },
+}
+
+/// A frame to write. Ingest frames are referenced by batch id and stay owned by the
+/// session until the driver reports them written ([`Session::tx_complete`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxKey {
+    Batch(u64),
+    Other(u64),
+}
+
+/// Counters the driver exports.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SessionStats {
+    pub(crate) batches_acked: u64,
+    pub(crate) batches_failed: u64,
+    pub(crate) batches_retried: u64,
+    pub(crate) keepalives_sent: u64,
+    pub(crate) fences: u64,
+    pub(crate) unattributed_errors: u64,
+}
+
+#[derive(Debug)]
+struct Inflight {
+    batch_id: u64,
+    batch: Batch,
+    /// The driver still holds a pointer into `batch.frame`.
+    tx_pending: bool,
+    sent_at: Instant,
+    /// Sequence number of the frame, to compare with fences.
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct PendingCall {
+    call: Call,
+    tx_pending: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FenceState {
+    None,
+    /// K1 sent with sequence `seq`; waiting for its echo.
+    First { seq: u64 },
+    /// K2 sent; when its echo arrives, everything sent before seq is resolved.
+    Second { seq: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Disconnected,
+    /// Authenticate sent, nothing else until its reply.
+    Authenticating,
+    Ready,
+    /// The token was refused: everything fails until the handle is closed.
+    Refused,
+}
+
+/// Why the session wants its connection closed.
+#[derive(Debug, Clone)]
+pub(crate) enum Fatal {
+    /// Bytes that are not LWP: the stream cannot be trusted.
+    Protocol(Error),
+    /// No sign of life within the peer timeout.
+    PeerTimeout,
+    /// `NOT_LEADER: redirect to <addr>`.
+    Redirect(String),
+}
+
+/// The connection state machine.
+#[derive(Debug)]
+pub(crate) struct Session {
+    cfg: SessionConfig,
+    phase: Phase,
+    decoder: FrameDecoder,
+    next_batch_id: u64,
+    next_seq: u64,
+    /// Batches waiting to be sent, oldest first (retries go to the front).
+    queue: VecDeque<Batch>,
+    inflight: VecDeque<Inflight>,
+    calls_queued: VecDeque<Call>,
+    calls_pending: VecDeque<PendingCall>,
+    /// Frames that are not batches, ready to write: (key, bytes).
+    small: VecDeque<(u64, Vec<u8>)>,
+    /// Small frames handed to the driver and not yet reported written.
+    small_tx: Vec<(u64, Vec<u8>)>,
+    /// Frames of resolved batches the driver may still be reading.
+    retired: Vec<(u64, Vec<u8>)>,
+    errors: VecDeque<ServerError>,
+    quorum_lost: bool,
+    fence: FenceState,
+    /// Sequence numbers of keepalives sent and not yet echoed (echoes come in order).
+    keepalives: VecDeque<u64>,
+    /// Retried batches already put back at the front of the queue in this pass.
+    retries_in_pass: usize,
+    last_tx: Instant,
+    last_rx: Instant,
+    auth_call: Option<u64>,
+    refused: Option<Error>,
+    stats: SessionStats,
+    fatal: Option<Fatal>,
+    /// Free frame buffers to give back to the producer.
+    spent: Vec<Vec<u8>>,
+}
+
+impl Session {
+    pub(crate) fn new(cfg: SessionConfig, now: Instant) -> Session {
+        Session {
+            decoder: FrameDecoder::with_max_payload(cfg.checksum, cfg.max_payload),
+            cfg,
+            phase: Phase::Disconnected,
+            next_batch_id: 1,
+            next_seq: 1,
+            queue: VecDeque::new(),
+            inflight: VecDeque::new(),
+            calls_queued: VecDeque::new(),
+            calls_pending: VecDeque::new(),
+            small: VecDeque::new(),
+            small_tx: Vec::new(),
+            retired: Vec::new(),
+            errors: VecDeque::new(),
+            quorum_lost: false,
+            fence: FenceState::None,
+            keepalives: VecDeque::new(),
+            retries_in_pass: 0,
+            last_tx: now,
+            last_rx: now,
+            auth_call: None,
+            refused: None,
+            stats: SessionStats::default(),
+            fatal: None,
+            spent: Vec::new(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// Batches in flight plus queued.
+    pub(crate) fn outstanding_batches(&self) -> usize {
+        self.inflight.len() + self.queue.len()
+    }
+
+    pub(crate) fn outstanding_calls(&self) -> usize {
+        self.calls_pending.len() + self.calls_queued.len()
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.outstanding_batches() == 0 && self.outstanding_calls() == 0
+    }
+
+    /// Whether a frame is waiting to be written (while connected).
+    pub(crate) fn is_connected(&self) -> bool {
+        matches!(self.phase, Phase::Authenticating | Phase::Ready)
+    }
+
+    /// The reason the connection must be closed, once.
+    pub(crate) fn take_fatal(&mut self) -> Option<Fatal> {
+        self.fatal.take()
+    }
+
+    /// Frame buffers no longer needed, for reuse.
+    pub(crate) fn take_spent(&mut self, out: &mut Vec<Vec<u8>>) {
+        out.append(&mut self.spent);
+    }
+
+    // ---- inputs from the handles ----
+
+    pub(crate) fn submit_batch(&mut self, batch: Batch) {
+        if let Some(e) = &self.refused {
+            let e = e.clone();
+            self.fail_batch(batch, e);
+            return;
+        }
+        self.queue.push_back(batch);
+    }
+
+    pub(crate) fn submit_call(&mut self, call: Call) {
+        if let Some(e) = &self.refused {
+            let _ = call.reply.send(Err(e.clone()));
+            return;
+        }
+        self.calls_queued.push_back(call);
+    }
+
+    // ---- connection lifecycle ----
+
+    /// A new connection is up: authenticate first if configured.
+    pub(crate) fn on_connected(&mut self, now: Instant) {
+        self.decoder.reset();
+        self.last_rx = now;
+        self.last_tx = now;
+        self.keepalives.clear();
+        self.fence = FenceState::None;
+        self.errors.clear();
+        self.quorum_lost = false;
+        self.fatal = None;
+        if let Some(token) = self.cfg.auth_token.clone() {
+            let mut frame = Vec::new();
+            // A token is UTF-8 text; encoding cannot fail.
+            let _ = Request::Authenticate { token: &token }.encode(self.cfg.checksum, &mut frame);
+            let seq = self.bump_seq();
+            self.small.push_front((seq, frame));
+            self.auth_call = Some(seq);
+            self.phase = Phase::Authenticating;
+        } else {
+            self.phase = Phase::Ready;
+        }
+    }
+
+    /// The connection is gone and the driver holds no pointer into any frame any more.
+    /// In-flight batches go back to the front of the queue (at-least-once: the server
+    /// may have stored some of them); outstanding calls fail with a retryable error.
+    pub(crate) fn on_disconnected(&mut self, error: &Error) {
+        self.phase = if self.refused.is_some() {
+            Phase::Refused
+        } else {
+            Phase::Disconnected
+        };
+        for f in self.inflight.drain(..).rev() {
+            let mut b = f.batch;
+            b.attempts += 1;
+            self.queue.push_front(b);
+        }
+        // Trim batches that now exceed their attempt budget.
+        let max = self.cfg.max_attempts;
+        let mut keep = VecDeque::with_capacity(self.queue.len());
+        for b in self.queue.drain(..) {
+            if b.attempts >= max {
+                let e = error.clone();
+                Self::fail_slot(&mut self.stats, &mut self.spent, b, e);
+            } else {
+                keep.push_back(b);
+            }
+        }
+        self.queue = keep;
+        for p in self.calls_pending.drain(..) {
+            let _ = p.call.reply.send(Err(error.clone()));
+        }
+        self.small.clear();
+        for (_, buf) in self.small_tx.drain(..) {
+            drop(buf);
+        }
+        for (_, buf) in self.retired.drain(..) {
+            self.spent.push(buf);
+        }
+        self.auth_call = None;
+        self.errors.clear();
+        self.fence = FenceState::None;
+        self.keepalives.clear();
+    }
+
+    // ---- transmit ----
+
+    /// The next frame to write, or `None`. The returned bytes stay valid, unmoved and
+    /// unmodified until [`Session::tx_complete`] is called with the key (or the
+    /// connection is closed and every operation on it has completed).
+    pub(crate) fn poll_transmit(&mut self, now: Instant) -> Option<(TxKey, &[u8])> {
+        if !self.is_connected() {
+            return None;
+        }
+        if let Some((seq, buf)) = self.small.pop_front() {
+            self.small_tx.push((seq, buf));
+            self.last_tx = now;
+            let (seq, buf) = self.small_tx.last().expect("just pushed");
+            return Some((TxKey::Other(*seq), buf.as_slice()));
+        }
+        if self.phase != Phase::Ready {
+            return None;
+        }
+        // A control request goes out only when no batch is in flight (barrier).
+        if self.inflight.is_empty() && self.calls_pending.is_empty() {
+            if let Some(call) = self.calls_queued.front() {
+                let blocked = call.unsubscribe_id.is_some_and(|id| {
+                    self.inflight.iter().any(|f| f.batch_id == id)
+                });
+                if !blocked {
+                    let call = self.calls_queued.pop_front().expect("front exists");
+                    let seq = self.bump_seq();
+                    self.calls_pending.push_back(PendingCall {
+                        call,
+                        tx_pending: true,
+                    });
+                    self.last_tx = now;
+                    let p = self.calls_pending.back().expect("just pushed");
+                    return Some((TxKey::Other(seq | CALL_BIT), p.call.frame.as_slice()));
+                }
+            }
+        }
+        if !self.calls_pending.is_empty() || !self.calls_queued.is_empty() {
+            // Batches wait behind control requests.
+            return None;
+        }
+        if self.inflight.len() >= self.cfg.max_inflight || self.fence != FenceState::None {
+            return None;
+        }
+        let mut batch = self.queue.pop_front()?;
+        let id = self.take_batch_id();
+        batch.frame[offset::BATCH_ID..offset::BATCH_ID + 8].copy_from_slice(&id.to_le_bytes());
+        let seq = self.bump_seq();
+        self.inflight.push_back(Inflight {
+            batch_id: id,
+            batch,
+            tx_pending: true,
+            sent_at: now,
+            seq,
+        });
+        self.last_tx = now;
+        let f = self.inflight.back().expect("just pushed");
+        Some((TxKey::Batch(id), f.batch.frame.as_slice()))
+    }
+
+    /// The driver finished writing the frame with `key`.
+    pub(crate) fn tx_complete(&mut self, key: TxKey) {
+        match key {
+            TxKey::Batch(id) => {
+                if let Some(f) = self.inflight.iter_mut().find(|f| f.batch_id == id) {
+                    f.tx_pending = false;
+                } else if let Some(i) = self.retired.iter().position(|(k, _)| *k == id) {
+                    let (_, buf) = self.retired.swap_remove(i);
+                    self.spent.push(buf);
+                }
+            }
+            TxKey::Other(seq) if seq & CALL_BIT != 0 => {
+                if let Some(p) = self.calls_pending.iter_mut().find(|p| p.tx_pending) {
+                    p.tx_pending = false;
+                }
+            }
+            TxKey::Other(seq) => self.small_tx.retain(|(s, _)| *s != seq),
+        }
+    }
+
+    fn take_batch_id(&mut self) -> u64 {
+        loop {
+            let id = self.next_batch_id;
+            self.next_batch_id = self.next_batch_id.wrapping_add(1).max(1);
+            let clashes = self
+                .calls_pending
+                .iter()
+                .map(|p| &p.call)
+                .chain(self.calls_queued.iter())
+                .any(|c| c.unsubscribe_id == Some(id));
+            if !clashes {
+                return id;
+            }
+        }
+    }
+
+    fn bump_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    // ---- receive ----
+
+    /// Bytes from the socket. A protocol violation is reported by [`Session::take_fatal`].
+    pub(crate) fn handle_bytes(&mut self, chunk: &[u8], now: Instant) {
+        self.last_rx = now;
+        let mut frames = self.decoder.feed(chunk);
+        let mut actions: Vec<Action> = Vec::new();
+        let mut fatal = None;
+        while let Some(f) = frames.next_frame() {
+            match f {
+                Ok(frame) => actions.push(Action::from_frame(&frame)),
+                Err(e) => {
+                    fatal = Some(Fatal::Protocol(Error::InvalidFrame(e)));
+                    break;
+                }
+            }
+        }
+        drop(frames);
+        for a in actions {
+            self.apply(a, now);
+        }
+        if let Some(f) = fatal {
+            self.fatal.get_or_insert(f);
+        }
+    }
+
+    fn apply(&mut self, action: Action, now: Instant) {
+        match action {
+            Action::Keepalive => self.on_keepalive_echo(now),
+            Action::Ack(id) => self.on_ack(id),
+            Action::Backpressure => {}
+            Action::Reply(reply) => self.on_reply(reply, now),
+            Action::Ignore => {}
+            Action::Malformed(e) => {
+                self.fatal.get_or_insert(Fatal::Protocol(e));
+            }
+        }
+    }
+
+    fn on_keepalive_echo(&mut self, now: Instant) {
+        let Some(echoed) = self.keepalives.pop_front() else {
+            // An echo we did not ask for: harmless, never answered.
+            return;
+        };
+        match self.fence {
+            FenceState::First { seq } if seq == echoed => {
+                let k2 = self.queue_keepalive(now);
+                self.fence = FenceState::Second { seq: k2 };
+            }
+            FenceState::Second { seq } if seq == echoed => {
+                self.fence = FenceState::None;
+                self.resolve_before(seq);
+            }
+            _ => {}
+        }
+    }
+
+    fn queue_keepalive(&mut self, now: Instant) -> u64 {
+        let seq = self.bump_seq();
+        self.small
+            .push_back((seq, keepalive_frame(self.cfg.checksum).to_vec()));
+        self.keepalives.push_back(seq);
+        self.stats.keepalives_sent += 1;
+        self.last_tx = now;
+        seq
+    }
+
+    fn on_ack(&mut self, id: u64) {
+        if let Some(pos) = self.inflight.iter().position(|f| f.batch_id == id) {
+            self.retries_in_pass = 0;
+            // Everything before it was skipped: it got no ACK.
+            for _ in 0..pos {
+                let f = self.inflight.pop_front().expect("pos < len");
+                self.resolve_skipped(f);
+            }
+            let f = self.inflight.pop_front().expect("found at pos");
+            let attempts = f.batch.attempts + 1;
+            f.batch.slot.ack(id, attempts);
+            self.stats.batches_acked += 1;
+            self.retire(f);
+            return;
+        }
+        // Not a batch of ours: the reply to an Unsubscribe?
+        if let Some(i) = self
+            .calls_pending
+            .iter()
+            .position(|p| p.call.unsubscribe_id == Some(id))
+        {
+            let p = self.calls_pending.remove(i).expect("position exists");
+            let _ = p.call.reply.send(Ok(Reply::Unsubscribed { consumer_id: id }));
+        }
+        // Otherwise: a late ACK for a batch already resolved (timed out); ignore.
+    }
+
+    fn resolve_skipped(&mut self, f: Inflight) {
+        match self.errors.pop_front() {
+            Some(e) => {
+                if e.outcome_unknown() {
+                    self.quorum_lost = true;
+                }
+                let retry = e.is_retryable();
+                self.fail_or_retry(f, Error::from(e), retry);
+            }
+            None => {
+                // No ACK and no error: dropped after a quorum failure, outcome unknown.
+                self.fail_or_retry(
+                    f,
+                    Error::Server(ServerError::classify(
+                        "FORWARD_FAILED: no acknowledgement after a quorum failure (outcome unknown)",
+                    )),
+                    true,
+                );
+            }
+        }
+    }
+
+    fn fail_or_retry(&mut self, f: Inflight, error: Error, retry: bool) {
+        let mut b = f.batch;
+        b.attempts += 1;
+        if f.tx_pending {
+            // The driver still reads this buffer: retry with a copy.
+            let copy = b.frame.clone();
+            self.retired.push((f.batch_id, std::mem::replace(&mut b.frame, copy)));
+        }
+        if retry && b.attempts < self.cfg.max_attempts {
+            self.stats.batches_retried += 1;
+            // Retries go before newer batches, in their original order, to keep
+            // per-topic order as far as the window allows.
+            self.queue.insert(self.retries_in_pass, b);
+            self.retries_in_pass += 1;
+        } else {
+            Self::fail_slot(&mut self.stats, &mut self.spent, b, error);
+        }
+    }
+
+    fn fail_slot(stats: &mut SessionStats, spent: &mut Vec<Vec<u8>>, b: Batch, error: Error) {
+        b.slot.fail(error, b.attempts);
+        stats.batches_failed += 1;
+        spent.push(b.frame);
+    }
+
+    fn fail_batch(&mut self, b: Batch, error: Error) {
+        Self::fail_slot(&mut self.stats, &mut self.spent, b, error);
+    }
+
+    fn retire(&mut self, f: Inflight) {
+        if f.tx_pending {
+            self.retired.push((f.batch_id, f.batch.frame));
+        } else {
+            self.spent.push(f.batch.frame);
+        }
+    }
+
+    /// Fence complete: batches sent before `seq` without an ACK were skipped.
+    fn resolve_before(&mut self, seq: u64) {
+        self.retries_in_pass = 0;
+        while self.inflight.front().is_some_and(|f| f.seq < seq) {
+            let f = self.inflight.pop_front().expect("front exists");
+            self.resolve_skipped(f);
+        }
+        self.errors.clear();
+    }
+
+    fn on_reply(&mut self, reply: Reply, now: Instant) {
+        // The Authenticate reply comes first on a connection that authenticates.
+        if self.phase == Phase::Authenticating {
+            match reply {
+                Reply::Authenticate { success: true, .. } => {
+                    self.phase = Phase::Ready;
+                    self.auth_call = None;
+                }
+                Reply::Authenticate { message, .. } => self.refuse(message),
+                Reply::Error(e) => self.refuse(e.message),
+                other => {
+                    self.fatal.get_or_insert(Fatal::Protocol(Error::Protocol(format!(
+                        "expected the Authenticate reply, got {other:?}"
+                    ))));
+                }
+            }
+            return;
+        }
+        if let Some(p) = self.calls_pending.pop_front() {
+            if let Reply::Error(e) = &reply {
+                if let ServerErrorKind::NotLeader {
+                    redirect: Some(addr),
+                } = &e.kind
+                {
+                    self.fatal.get_or_insert(Fatal::Redirect(addr.clone()));
+                }
+            }
+            let _ = p.call.reply.send(Ok(reply));
+            return;
+        }
+        match reply {
+            Reply::Error(e) => {
+                // An ingest was rejected; which one is learned from the ACKs.
+                self.stats.unattributed_errors += 1;
+                if let ServerErrorKind::NotLeader {
+                    redirect: Some(addr),
+                } = &e.kind
+                {
+                    self.fatal.get_or_insert(Fatal::Redirect(addr.clone()));
+                }
+                self.errors.push_back(e);
+                if self.fence == FenceState::None {
+                    let seq = self.queue_keepalive(now);
+                    self.fence = FenceState::First { seq };
+                    self.stats.fences += 1;
+                }
+            }
+            other => {
+                self.fatal.get_or_insert(Fatal::Protocol(Error::Protocol(format!(
+                    "unsolicited reply {other:?}"
+                ))));
+            }
+        }
+    }
+
+    fn refuse(&mut self, message: String) {
+        let e = Error::Authentication { message };
+        self.refused = Some(e.clone());
+        self.phase = Phase::Refused;
+        for b in std::mem::take(&mut self.queue) {
+            self.fail_batch(b, e.clone());
+        }
+        for c in self.calls_queued.drain(..) {
+            let _ = c.reply.send(Err(e.clone()));
+        }
+    }
+
+    // ---- time ----
+
+    /// The next instant at which [`Session::handle_timeout`] has work.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut min = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
+        if self.is_connected() {
+            min(self.last_tx + self.cfg.keepalive_interval);
+            if !self.keepalives.is_empty() || !self.inflight.is_empty() {
+                min(self.last_rx + self.cfg.peer_timeout);
+            }
+        }
+        if let Some(b) = self.queue.front() {
+            min(b.deadline);
+        }
+        if let Some(f) = self.inflight.front() {
+            min(f.batch.deadline);
+        }
+        for c in self.calls_queued.iter().chain(self.calls_pending.iter().map(|p| &p.call)) {
+            min(c.deadline);
+        }
+        t
+    }
+
+    /// Runs timers: keepalives, the dead-peer check, delivery and request deadlines.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.is_connected() {
+            let waiting = !self.keepalives.is_empty() || !self.inflight.is_empty();
+            if waiting && now >= self.last_rx + self.cfg.peer_timeout {
+                self.fatal.get_or_insert(Fatal::PeerTimeout);
+            } else if now >= self.last_tx + self.cfg.keepalive_interval {
+                self.queue_keepalive(now);
+            }
+        }
+        // Delivery deadlines: queued batches fail at once; in-flight ones fail too (a
+        // late ACK is ignored), keeping their buffer until the driver is done with it.
+        while self.queue.front().is_some_and(|b| b.deadline <= now) {
+            let b = self.queue.pop_front().expect("front exists");
+            self.fail_batch(b, Error::Timeout("delivery timeout before the batch was sent".into()));
+        }
+        let mut i = 0;
+        while i < self.inflight.len() {
+            if self.inflight[i].batch.deadline <= now {
+                let f = self.inflight.remove(i).expect("index in range");
+                let attempts = f.batch.attempts + 1;
+                f.batch.slot.fail(
+                    Error::Timeout("delivery timeout waiting for the ACK".into()),
+                    attempts,
+                );
+                self.stats.batches_failed += 1;
+                self.retire(f);
+            } else {
+                i += 1;
+            }
+        }
+        let expired = |c: &Call| c.deadline <= now;
+        let mut keep = VecDeque::new();
+        for c in self.calls_queued.drain(..) {
+            if expired(&c) {
+                let _ = c.reply.send(Err(Error::Timeout(format!("{} request", c.code))));
+            } else {
+                keep.push_back(c);
+            }
+        }
+        self.calls_queued = keep;
+        // A pending call that timed out leaves its reply on the way: the stream would
+        // be out of step, so the connection is reset.
+        if self.calls_pending.iter().any(|p| expired(&p.call)) {
+            for p in self.calls_pending.drain(..) {
+                let _ = p
+                    .call
+                    .reply
+                    .send(Err(Error::Timeout(format!("{} request", p.call.code))));
+            }
+            self.fatal
+                .get_or_insert(Fatal::Protocol(Error::Timeout("control request".into())));
+        }
+    }
+
+    /// Fails everything (the handle is closing).
+    pub(crate) fn abort(&mut self, error: &Error) {
+        for f in std::mem::take(&mut self.inflight) {
+            let attempts = f.batch.attempts + 1;
+            f.batch.slot.fail(error.clone(), attempts);
+            self.stats.batches_failed += 1;
+            self.retire(f);
+        }
+        for b in std::mem::take(&mut self.queue) {
+            self.fail_batch(b, error.clone());
+        }
+        for p in self.calls_pending.drain(..) {
+            let _ = p.call.reply.send(Err(error.clone()));
+        }
+        for c in self.calls_queued.drain(..) {
+            let _ = c.reply.send(Err(error.clone()));
+        }
+    }
+
+    /// Whether an ACK timeout applies: the oldest batch in flight was sent at.
+    pub(crate) fn oldest_inflight_sent_at(&self) -> Option<Instant> {
+        self.inflight.front().map(|f| f.sent_at)
+    }
+}
+
+/// Marks keys of control requests (small frames use plain sequence numbers).
+const CALL_BIT: u64 = 1 << 63;
+
+/// What one received frame asks the session to do.
+#[derive(Debug)]
+enum Action {
+    Keepalive,
+    Ack(u64),
+    Backpressure,
+    Reply(Reply),
+    Ignore,
+    Malformed(Error),
+}
+
+impl Action {
+    fn from_frame(frame: &Frame<'_>) -> Action {
+        match frame.kind() {
+            FrameKind::Keepalive => Action::Keepalive,
+            FrameKind::Ack => Action::Ack(frame.header.batch_id),
+            FrameKind::Backpressure => Action::Backpressure,
+            FrameKind::Control(_) => match Response::parse(frame) {
+                Ok(r) => Action::Reply(owned(r)),
+                Err(e) => Action::Malformed(Error::InvalidResponse(e)),
+            },
+            FrameKind::Ingest | FrameKind::Unknown => Action::Ignore,
+        }
+    }
+}
+
+fn owned(r: Response<'_>) -> Reply {
+    match r {
+        Response::Topic(j) | Response::ClusterStatus(j) => Reply::Json(j.to_vec()),
+        Response::Fetch(f) => Reply::Fetch {
+            next_offset: f.next_offset,
+            data: f.data.to_vec(),
+        },
+        Response::CatchingUp { server_offset } => Reply::CatchingUp { server_offset },
+        Response::SubscribeAck(a) => Reply::SubscribeAck {
+            consumer_id: a.consumer_id,
+            start_offset: a.start_offset,
+        },
+        Response::CommitAck(a) => Reply::CommitAck {
+            consumer_id: a.consumer_id,
+            committed_offset: a.committed_offset,
+        },
+        Response::Authenticate { success, message } => Reply::Authenticate {
+            success,
+            message: message.into_owned(),
+        },
+        Response::Unsubscribed { consumer_id } => Reply::Unsubscribed { consumer_id },
+        Response::Error(text) => Reply::Error(ServerError::classify(text.into_owned())),
+        Response::Other { code, payload } => Reply::Other {
+            code: code.0,
+            payload: payload.to_vec(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{ack_frame, encode_frame, encode_raw, ingest_header, seal_frame};
+    use crate::proto::{FetchResponse, Response as R};
+
+    const C: Checksum = Checksum::Ieee;
+
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn batch(topic: u32, value: &[u8], now: Instant) -> (Batch, Arc<DeliverySlot>) {
+        let mut frame = vec![0u8; HEADER_LEN];
+        encode_raw(&mut frame, value).unwrap();
+        seal_frame(C, ingest_header(0, 0, 1, topic), &mut frame);
+        let slot = Arc::new(DeliverySlot::new());
+        slot.reset(topic);
+        (
+            Batch {
+                frame,
+                topic_id: topic,
+                records: 1,
+                slot: slot.clone(),
+                deadline: now + Duration::from_secs(60),
+                attempts: 0,
+            },
+            slot,
+        )
+    }
+
+    fn session(now: Instant) -> Session {
+        let mut s = Session::new(SessionConfig::default(), now);
+        s.on_connected(now);
+        s
+    }
+
+    /// Transmits everything pending; returns (key, bytes) and completes the writes.
+    fn flush(s: &mut Session, now: Instant) -> Vec<(TxKey, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some((k, b)) = s.poll_transmit(now) {
+            out.push((k, b.to_vec()));
+        }
+        for (k, _) in &out {
+            s.tx_complete(*k);
+        }
+        out
+    }
+
+    fn ids(sent: &[(TxKey, Vec<u8>)]) -> Vec<u64> {
+        sent.iter()
+            .filter_map(|(k, _)| match k {
+                TxKey::Batch(id) => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn keepalives(sent: &[(TxKey, Vec<u8>)]) -> usize {
+        sent.iter().filter(|(_, b)| b[5] == 0x20).count()
+    }
+
+    fn error(text: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        R::Error(text.into()).encode(C, &mut v);
+        v
+    }
+
+    fn echo() -> Vec<u8> {
+        keepalive_frame(C).to_vec()
+    }
+
+    fn status(slot: &DeliverySlot) -> Option<Result<u64, String>> {
+        if !slot.is_done() {
+            return None;
+        }
+        let t = crate::delivery::DeliveryTicket::new(
+            // Borrow the slot's state through a ticket on a clone of the Arc.
+            registered(slot),
+            0,
+            Duration::ZERO,
+        );
+        Some(t.try_wait().unwrap().map(|m| m.batch_id).map_err(|e| e.to_string()))
+    }
+
+    // Tickets need an Arc; tests keep one per slot in a side table instead.
+    fn registered(slot: &DeliverySlot) -> Arc<DeliverySlot> {
+        SLOTS.with(|m| {
+            m.borrow()
+                .iter()
+                .find(|a| std::ptr::eq(Arc::as_ptr(a), slot))
+                .cloned()
+                .expect("slot registered")
+        })
+    }
+
+    thread_local! {
+        static SLOTS: std::cell::RefCell<Vec<Arc<DeliverySlot>>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn submit(s: &mut Session, topic: u32, now: Instant) -> Arc<DeliverySlot> {
+        let (b, slot) = batch(topic, b"v", now);
+        SLOTS.with(|m| m.borrow_mut().push(slot.clone()));
+        s.submit_batch(b);
+        slot
+    }
+
+    #[test]
+    fn acks_in_order() {
+        let now = t0();
+        let mut s = session(now);
+        let slots: Vec<_> = (0..3).map(|_| submit(&mut s, 1, now)).collect();
+        let sent = flush(&mut s, now);
+        assert_eq!(ids(&sent), [1, 2, 3]);
+        // The batch id is patched into bytes 12..20 with no CRC change needed.
+        let (f, _) = Frame::decode(&sent[1].1, C, MAX_PAYLOAD_LEN).unwrap();
+        assert_eq!(f.header.batch_id, 2);
+        let mut acks = Vec::new();
+        for i in 1..=3 {
+            acks.extend(ack_frame(C, i));
+        }
+        s.handle_bytes(&acks, now);
+        for (i, slot) in slots.iter().enumerate() {
+            assert_eq!(status(slot), Some(Ok(i as u64 + 1)));
+        }
+        assert!(s.is_idle());
+        assert!(s.take_fatal().is_none());
+    }
+
+    #[test]
+    fn error_overtaking_acks_goes_to_the_skipped_batch() {
+        // wire-truth §1.1: [b1][b2 → unknown topic][b3] ⇒ Error, Ack(b1), Ack(b3).
+        let now = t0();
+        let mut s = session(now);
+        let a = submit(&mut s, 1, now);
+        let b = submit(&mut s, 9, now);
+        let c = submit(&mut s, 1, now);
+        flush(&mut s, now);
+        let mut bytes = error("Unknown topic");
+        bytes.extend(ack_frame(C, 1));
+        bytes.extend(ack_frame(C, 3));
+        s.handle_bytes(&bytes, now);
+        assert_eq!(status(&a), Some(Ok(1)));
+        assert_eq!(status(&c), Some(Ok(3)));
+        assert!(matches!(status(&b), Some(Err(e)) if e.contains("Unknown topic")));
+        // The fence it started completes harmlessly.
+        let sent = flush(&mut s, now);
+        assert_eq!(keepalives(&sent), 1);
+        s.handle_bytes(&echo(), now);
+        assert_eq!(keepalives(&flush(&mut s, now)), 1);
+        s.handle_bytes(&echo(), now);
+        assert!(s.is_idle());
+    }
+
+    #[test]
+    fn error_for_the_last_batch_is_resolved_by_the_fence() {
+        let now = t0();
+        let mut s = session(now);
+        let a = submit(&mut s, 1, now);
+        let b = submit(&mut s, 9, now);
+        flush(&mut s, now);
+        let mut bytes = error("Unknown topic");
+        bytes.extend(ack_frame(C, 1));
+        s.handle_bytes(&bytes, now);
+        assert_eq!(status(&a), Some(Ok(1)));
+        assert_eq!(status(&b), None, "not yet known which batch failed");
+        // New batches wait while the fence runs.
+        let late = submit(&mut s, 1, now);
+        let sent = flush(&mut s, now);
+        assert_eq!((ids(&sent).len(), keepalives(&sent)), (0, 1));
+        s.handle_bytes(&echo(), now);
+        assert_eq!(keepalives(&flush(&mut s, now)), 1);
+        s.handle_bytes(&echo(), now);
+        assert!(matches!(status(&b), Some(Err(e)) if e.contains("Unknown topic")));
+        assert_eq!(ids(&flush(&mut s, now)), [3]);
+        s.handle_bytes(&ack_frame(C, 3), now);
+        assert_eq!(status(&late), Some(Ok(3)));
+    }
+
+    #[test]
+    fn quorum_failure_retries_the_unacknowledged_tail() {
+        // §5.7: Ack(b1), then FORWARD_FAILED for b2, nothing for b3 and b4.
+        let now = t0();
+        let mut s = session(now);
+        let slots: Vec<_> = (0..4).map(|_| submit(&mut s, 1, now)).collect();
+        flush(&mut s, now);
+        let mut bytes = ack_frame(C, 1).to_vec();
+        bytes.extend(error("FORWARD_FAILED: Quorum not reached - required 2 ACKs, got 1"));
+        s.handle_bytes(&bytes, now);
+        assert_eq!(status(&slots[0]), Some(Ok(1)));
+        s.handle_bytes(&echo(), now);
+        flush(&mut s, now);
+        s.handle_bytes(&echo(), now);
+        // b2 (retryable error), b3 and b4 (outcome unknown) are resent, in order.
+        assert_eq!(ids(&flush(&mut s, now)), [5, 6, 7]);
+        let mut acks = Vec::new();
+        for i in 5..=7 {
+            acks.extend(ack_frame(C, i));
+        }
+        s.handle_bytes(&acks, now);
+        for (slot, id) in slots[1..].iter().zip(5..) {
+            assert_eq!(status(slot), Some(Ok(id)));
+        }
+        assert_eq!(s.stats().batches_retried, 3);
+    }
+
+    #[test]
+    fn control_requests_are_barriers() {
+        let now = t0();
+        let mut s = session(now);
+        let _a = submit(&mut s, 1, now);
+        assert_eq!(ids(&flush(&mut s, now)), [1]);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let fetch = Request::Fetch(crate::proto::FetchRequest {
+            topic_id: 1,
+            start_offset: 0,
+            max_bytes: 100,
+        });
+        s.submit_call(Call::new(&fetch, C, now + Duration::from_secs(5), tx).unwrap());
+        let b = submit(&mut s, 1, now);
+        assert!(flush(&mut s, now).is_empty(), "the call waits for the ACK");
+        s.handle_bytes(&ack_frame(C, 1), now);
+        let sent = flush(&mut s, now);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].1[12], 0x10, "the fetch, alone");
+        // An error now is the call's reply, not an ingest error.
+        s.handle_bytes(&error("Topic 1 not found"), now);
+        let reply = rx.try_recv().unwrap().unwrap();
+        assert!(matches!(reply, Reply::Error(e) if e.kind == ServerErrorKind::TopicNotFound));
+        assert_eq!(ids(&flush(&mut s, now)), [2]);
+        s.handle_bytes(&ack_frame(C, 2), now);
+        assert_eq!(status(&b), Some(Ok(2)));
+
+        // A fetch reply is owned and complete.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        s.submit_call(Call::new(&fetch, C, now + Duration::from_secs(5), tx).unwrap());
+        flush(&mut s, now);
+        let mut v = Vec::new();
+        R::Fetch(FetchResponse { next_offset: 3, record_count: 1, data: b"abc" }).encode(C, &mut v);
+        s.handle_bytes(&v[..10], now);
+        s.handle_bytes(&v[10..], now);
+        assert_eq!(rx.try_recv().unwrap().unwrap(), Reply::Fetch { next_offset: 3, data: b"abc".to_vec() });
+    }
+
+    #[test]
+    fn unsubscribe_reply_is_an_ack_frame_and_never_confused() {
+        let now = t0();
+        let mut s = session(now);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let req = Request::Unsubscribe { topic_id: 1, consumer_id: 1 };
+        s.submit_call(Call::new(&req, C, now + Duration::from_secs(5), tx).unwrap());
+        let a = submit(&mut s, 1, now);
+        flush(&mut s, now);
+        s.handle_bytes(&ack_frame(C, 1), now);
+        assert_eq!(rx.try_recv().unwrap().unwrap(), Reply::Unsubscribed { consumer_id: 1 });
+        // The batch waited behind the request (barrier), so its ACK cannot be confused.
+        let sent = flush(&mut s, now);
+        assert_eq!(ids(&sent), [1]);
+        s.handle_bytes(&ack_frame(C, 1), now);
+        assert_eq!(status(&a), Some(Ok(1)));
+    }
+
+    #[test]
+    fn authentication_comes_first_and_a_refusal_fails_everything() {
+        let now = t0();
+        let cfg = SessionConfig { auth_token: Some("secret".into()), ..SessionConfig::default() };
+        let mut s = Session::new(cfg.clone(), now);
+        let a = submit(&mut s, 1, now);
+        s.on_connected(now);
+        let sent = flush(&mut s, now);
+        assert_eq!(sent.len(), 1, "only Authenticate until its reply");
+        assert_eq!(&sent[0].1[44..], b"secret");
+        let mut v = Vec::new();
+        R::Authenticate { success: true, message: "Authenticated".into() }.encode(C, &mut v);
+        s.handle_bytes(&v, now);
+        assert_eq!(ids(&flush(&mut s, now)), [1]);
+        s.handle_bytes(&ack_frame(C, 1), now);
+        assert_eq!(status(&a), Some(Ok(1)));
+
+        let mut s = Session::new(cfg, now);
+        let b = submit(&mut s, 1, now);
+        s.on_connected(now);
+        flush(&mut s, now);
+        let mut v = Vec::new();
+        R::Authenticate { success: false, message: "Invalid token".into() }.encode(C, &mut v);
+        s.handle_bytes(&v, now);
+        assert!(matches!(status(&b), Some(Err(e)) if e.contains("Invalid token")));
+        let c = submit(&mut s, 1, now);
+        assert!(matches!(status(&c), Some(Err(e)) if e.contains("authentication failed")));
+    }
+
+    #[test]
+    fn reconnect_resends_unacknowledged_batches_with_new_ids() {
+        let now = t0();
+        let mut s = session(now);
+        let slots: Vec<_> = (0..3).map(|_| submit(&mut s, 1, now)).collect();
+        flush(&mut s, now);
+        s.handle_bytes(&ack_frame(C, 1), now);
+        s.on_disconnected(&Error::ConnectionClosed);
+        assert_eq!(status(&slots[1]), None);
+        s.on_connected(now);
+        assert_eq!(ids(&flush(&mut s, now)), [4, 5]);
+        let mut acks = ack_frame(C, 4).to_vec();
+        acks.extend(ack_frame(C, 5));
+        s.handle_bytes(&acks, now);
+        let t = crate::delivery::DeliveryTicket::new(slots[2].clone(), 0, Duration::ZERO);
+        let m = t.try_wait().unwrap().unwrap();
+        assert_eq!((m.batch_id, m.attempts), (5, 2));
+    }
+
+    #[test]
+    fn keepalive_when_idle_and_dead_peer_detection() {
+        let now = t0();
+        let mut s = session(now);
+        assert!(flush(&mut s, now).is_empty());
+        let t1 = now + Duration::from_secs(10);
+        assert_eq!(s.poll_timeout(), Some(t1));
+        s.handle_timeout(t1);
+        assert_eq!(keepalives(&flush(&mut s, t1)), 1);
+        s.handle_bytes(&echo(), t1 + Duration::from_millis(1));
+        assert!(s.take_fatal().is_none());
+        // Another keepalive, never answered: dead after the peer timeout.
+        let t2 = t1 + Duration::from_secs(10);
+        s.handle_timeout(t2);
+        flush(&mut s, t2);
+        s.handle_timeout(t2 + Duration::from_secs(31));
+        assert!(matches!(s.take_fatal(), Some(Fatal::PeerTimeout)));
+    }
+
+    #[test]
+    fn delivery_deadline_and_late_ack() {
+        let now = t0();
+        let mut s = session(now);
+        let a = submit(&mut s, 1, now);
+        flush(&mut s, now);
+        s.handle_timeout(now + Duration::from_secs(61));
+        assert!(matches!(status(&a), Some(Err(e)) if e.contains("timed out")));
+        // Nothing heard for 61 s with a batch in flight: the peer is presumed dead.
+        assert!(matches!(s.take_fatal(), Some(Fatal::PeerTimeout)));
+        s.handle_bytes(&ack_frame(C, 1), now + Duration::from_secs(62));
+        assert!(s.take_fatal().is_none(), "a late ACK is ignored");
+    }
+
+    #[test]
+    fn garbage_is_fatal() {
+        let now = t0();
+        let mut s = session(now);
+        s.handle_bytes(&[0u8; 44], now);
+        assert!(matches!(s.take_fatal(), Some(Fatal::Protocol(Error::InvalidFrame(_)))));
+        let mut s = session(now);
+        let mut v = Vec::new();
+        encode_frame(C, crate::proto::control_header(ControlCode::FETCH_RESPONSE), b"short", &mut v);
+        s.handle_bytes(&v, now);
+        assert!(matches!(s.take_fatal(), Some(Fatal::Protocol(_))));
+    }
+}
