@@ -6,8 +6,8 @@
 //! reused once no ticket refers to them (`Arc::strong_count == 1`), so steady-state
 //! sending allocates nothing per record.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -42,10 +42,18 @@ pub(crate) struct DeliverySlot {
     has_waiters: AtomicBool,
     waiters: Mutex<Vec<Thread>>,
     error: Mutex<Option<Error>>,
+    /// Buffered bytes and records this batch holds in its producer's [`Gauge`].
+    bytes: AtomicUsize,
+    records: AtomicU32,
+    gauge: Option<Arc<Gauge>>,
 }
 
 impl DeliverySlot {
     pub(crate) fn new() -> DeliverySlot {
+        DeliverySlot::with_gauge(None)
+    }
+
+    pub(crate) fn with_gauge(gauge: Option<Arc<Gauge>>) -> DeliverySlot {
         DeliverySlot {
             state: AtomicU8::new(PENDING),
             batch_id: AtomicU64::new(0),
@@ -54,7 +62,16 @@ impl DeliverySlot {
             has_waiters: AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
             error: Mutex::new(None),
+            bytes: AtomicUsize::new(0),
+            records: AtomicU32::new(0),
+            gauge,
         }
+    }
+
+    /// Records what the batch holds in the gauge, released when the slot completes.
+    pub(crate) fn set_size(&self, bytes: usize, records: u32) {
+        self.bytes.store(bytes, Ordering::Relaxed);
+        self.records.store(records, Ordering::Relaxed);
     }
 
     /// Makes a slot no one refers to ready for another batch.
@@ -63,6 +80,8 @@ impl DeliverySlot {
         self.topic_id.store(u64::from(topic_id), Ordering::Relaxed);
         self.batch_id.store(0, Ordering::Relaxed);
         self.attempts.store(0, Ordering::Relaxed);
+        self.bytes.store(0, Ordering::Relaxed);
+        self.records.store(0, Ordering::Relaxed);
         self.state.store(PENDING, Ordering::Release);
     }
 
@@ -85,9 +104,20 @@ impl DeliverySlot {
     }
 
     fn finish(&self, state: u8) {
+        if self.state.load(Ordering::Acquire) != PENDING {
+            return;
+        }
         self.state.store(state, Ordering::Release);
+        if let Some(g) = &self.gauge {
+            g.release(
+                self.bytes.swap(0, Ordering::Relaxed),
+                self.records.swap(0, Ordering::Relaxed),
+                state == FAILED,
+            );
+        }
         if self.has_waiters.load(Ordering::SeqCst) {
-            let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+            let waiters =
+                std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
             self.has_waiters.store(false, Ordering::SeqCst);
             for t in waiters {
                 t.unpark();
@@ -212,14 +242,138 @@ impl DeliveryTicket {
     }
 }
 
+/// Bytes and records a producer has accepted and not yet resolved, with the waiting
+/// room for senders blocked by the buffer-memory cap and for `flush`.
+#[derive(Debug, Default)]
+pub(crate) struct Gauge {
+    bytes: AtomicUsize,
+    records: AtomicU64,
+    failed: AtomicU64,
+    waiting: AtomicUsize,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Gauge {
+    /// Accounts `bytes` of one new record if the total stays within `max` (a record
+    /// larger than `max` alone is accepted when nothing else is buffered).
+    pub(crate) fn try_acquire(&self, bytes: usize, max: usize) -> bool {
+        let mut cur = self.bytes.load(Ordering::Relaxed);
+        loop {
+            if cur != 0 && cur + bytes > max {
+                return false;
+            }
+            match self.bytes.compare_exchange_weak(
+                cur,
+                cur + bytes,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.records.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Like [`Gauge::try_acquire`], waiting for room until `deadline`.
+    pub(crate) fn acquire(&self, bytes: usize, max: usize, deadline: Instant) -> bool {
+        if self.try_acquire(bytes, max) {
+            return true;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let ok = loop {
+            if self.try_acquire(bytes, max) {
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            guard = self
+                .cv
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        drop(guard);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        ok
+    }
+
+    /// Gives back a record's bytes that never made it into a batch.
+    pub(crate) fn unacquire(&self, bytes: usize) {
+        self.release(bytes, 1, false);
+    }
+
+    fn release(&self, bytes: usize, records: u32, failed: bool) {
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.records.fetch_sub(u64::from(records), Ordering::AcqRel);
+        if failed {
+            self.failed.fetch_add(u64::from(records), Ordering::Relaxed);
+        }
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.cv.notify_all();
+        }
+    }
+
+    /// Buffered bytes not yet resolved.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// Records accepted and not yet acknowledged or failed.
+    pub(crate) fn records(&self) -> u64 {
+        self.records.load(Ordering::Acquire)
+    }
+
+    /// Records that failed since the producer started.
+    pub(crate) fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Waits until no record is outstanding or `deadline`; returns those left.
+    pub(crate) fn wait_empty(&self, deadline: Instant) -> u64 {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let left = self.records();
+            let now = Instant::now();
+            if left == 0 || now >= deadline {
+                drop(guard);
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                return left;
+            }
+            guard = self
+                .cv
+                .wait_timeout(guard, (deadline - now).min(Duration::from_millis(50)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
 /// A pool of slots reused once nothing else refers to them.
 #[derive(Debug, Default)]
 pub(crate) struct SlotPool {
     slots: Vec<Arc<DeliverySlot>>,
     next: usize,
+    gauge: Option<Arc<Gauge>>,
 }
 
 impl SlotPool {
+    /// A pool whose slots release into `gauge`.
+    pub(crate) fn with_gauge(gauge: Arc<Gauge>) -> SlotPool {
+        SlotPool {
+            gauge: Some(gauge),
+            ..SlotPool::default()
+        }
+    }
+
     /// A slot no one else holds, reset for `topic_id`.
     pub(crate) fn take(&mut self, topic_id: u32) -> Arc<DeliverySlot> {
         let n = self.slots.len();
@@ -233,7 +387,7 @@ impl SlotPool {
                 return self.slots[i].clone();
             }
         }
-        let slot = Arc::new(DeliverySlot::new());
+        let slot = Arc::new(DeliverySlot::with_gauge(self.gauge.clone()));
         slot.reset(topic_id);
         if n < 4096 {
             self.slots.push(slot.clone());
@@ -260,7 +414,10 @@ mod tests {
         thread::sleep(Duration::from_millis(20));
         slot.ack(77, 1);
         let m = h.join().unwrap().unwrap();
-        assert_eq!((m.topic_id, m.batch_id, m.offset_in_batch, m.attempts), (3, 77, 5, 1));
+        assert_eq!(
+            (m.topic_id, m.batch_id, m.offset_in_batch, m.attempts),
+            (3, 77, 5, 1)
+        );
         assert!(t.is_done());
     }
 

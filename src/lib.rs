@@ -43,13 +43,19 @@
 //! ```
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod config;
 mod delivery;
+mod driver;
 mod error;
+mod producer;
 pub mod proto;
 mod session;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use config::ConnectionConfig;
 pub use delivery::{DeliveryTicket, RecordMetadata};
+pub use driver::{Backend, DriverStats};
 pub use error::{BufferLimit, Error, Result};
+pub use producer::{FullBufferPolicy, ProduceRecord, Producer, ProducerConfig, ProducerStats};
 pub use proto::{Checksum, ServerError, ServerErrorKind};

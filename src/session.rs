@@ -129,14 +129,33 @@ pub(crate) enum Reply {
     /// TopicResponse or ClusterStatusResponse JSON.
     Json(Vec<u8>),
     /// FetchResponse: the next offset and the raw bytes.
-    Fetch { next_offset: u64, data: Vec<u8> },
-    CatchingUp { server_offset: u64 },
-    SubscribeAck { consumer_id: u64, start_offset: u64 },
-    CommitAck { consumer_id: u64, committed_offset: u64 },
-    Authenticate { success: bool, message: String },
-    Unsubscribed { consumer_id: u64 },
+    Fetch {
+        next_offset: u64,
+        data: Vec<u8>,
+    },
+    CatchingUp {
+        server_offset: u64,
+    },
+    SubscribeAck {
+        consumer_id: u64,
+        start_offset: u64,
+    },
+    CommitAck {
+        consumer_id: u64,
+        committed_offset: u64,
+    },
+    Authenticate {
+        success: bool,
+        message: String,
+    },
+    Unsubscribed {
+        consumer_id: u64,
+    },
     Error(ServerError),
-    Other { code: u8, payload: Vec<u8> },
+    Other {
+        code: u8,
+        payload: Vec<u8>,
+    },
 }
 
 /// A frame to write. Ingest frames are referenced by batch id and stay owned by the
@@ -179,9 +198,13 @@ struct PendingCall {
 enum FenceState {
     None,
     /// K1 sent with sequence `seq`; waiting for its echo.
-    First { seq: u64 },
+    First {
+        seq: u64,
+    },
     /// K2 sent; when its echo arrives, everything sent before seq is resolved.
-    Second { seq: u64 },
+    Second {
+        seq: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,9 +433,9 @@ impl Session {
         // A control request goes out only when no batch is in flight (barrier).
         if self.inflight.is_empty() && self.calls_pending.is_empty() {
             if let Some(call) = self.calls_queued.front() {
-                let blocked = call.unsubscribe_id.is_some_and(|id| {
-                    self.inflight.iter().any(|f| f.batch_id == id)
-                });
+                let blocked = call
+                    .unsubscribe_id
+                    .is_some_and(|id| self.inflight.iter().any(|f| f.batch_id == id));
                 if !blocked {
                     let call = self.calls_queued.pop_front().expect("front exists");
                     let seq = self.bump_seq();
@@ -580,7 +603,10 @@ impl Session {
             .position(|p| p.call.unsubscribe_id == Some(id))
         {
             let p = self.calls_pending.remove(i).expect("position exists");
-            let _ = p.call.reply.send(Ok(Reply::Unsubscribed { consumer_id: id }));
+            let _ = p
+                .call
+                .reply
+                .send(Ok(Reply::Unsubscribed { consumer_id: id }));
         }
         // Otherwise: a late ACK for a batch already resolved (timed out); ignore.
     }
@@ -613,7 +639,8 @@ impl Session {
         if f.tx_pending {
             // The driver still reads this buffer: retry with a copy.
             let copy = b.frame.clone();
-            self.retired.push((f.batch_id, std::mem::replace(&mut b.frame, copy)));
+            self.retired
+                .push((f.batch_id, std::mem::replace(&mut b.frame, copy)));
         }
         if retry && b.attempts < self.cfg.max_attempts {
             self.stats.batches_retried += 1;
@@ -665,9 +692,10 @@ impl Session {
                 Reply::Authenticate { message, .. } => self.refuse(message),
                 Reply::Error(e) => self.refuse(e.message),
                 other => {
-                    self.fatal.get_or_insert(Fatal::Protocol(Error::Protocol(format!(
-                        "expected the Authenticate reply, got {other:?}"
-                    ))));
+                    self.fatal
+                        .get_or_insert(Fatal::Protocol(Error::Protocol(format!(
+                            "expected the Authenticate reply, got {other:?}"
+                        ))));
                 }
             }
             return;
@@ -702,9 +730,10 @@ impl Session {
                 }
             }
             other => {
-                self.fatal.get_or_insert(Fatal::Protocol(Error::Protocol(format!(
-                    "unsolicited reply {other:?}"
-                ))));
+                self.fatal
+                    .get_or_insert(Fatal::Protocol(Error::Protocol(format!(
+                        "unsolicited reply {other:?}"
+                    ))));
             }
         }
     }
@@ -739,7 +768,11 @@ impl Session {
         if let Some(f) = self.inflight.front() {
             min(f.batch.deadline);
         }
-        for c in self.calls_queued.iter().chain(self.calls_pending.iter().map(|p| &p.call)) {
+        for c in self
+            .calls_queued
+            .iter()
+            .chain(self.calls_pending.iter().map(|p| &p.call))
+        {
             min(c.deadline);
         }
         t
@@ -759,7 +792,10 @@ impl Session {
         // late ACK is ignored), keeping their buffer until the driver is done with it.
         while self.queue.front().is_some_and(|b| b.deadline <= now) {
             let b = self.queue.pop_front().expect("front exists");
-            self.fail_batch(b, Error::Timeout("delivery timeout before the batch was sent".into()));
+            self.fail_batch(
+                b,
+                Error::Timeout("delivery timeout before the batch was sent".into()),
+            );
         }
         let mut i = 0;
         while i < self.inflight.len() {
@@ -780,7 +816,9 @@ impl Session {
         let mut keep = VecDeque::new();
         for c in self.calls_queued.drain(..) {
             if expired(&c) {
-                let _ = c.reply.send(Err(Error::Timeout(format!("{} request", c.code))));
+                let _ = c
+                    .reply
+                    .send(Err(Error::Timeout(format!("{} request", c.code))));
             } else {
                 keep.push_back(c);
             }
@@ -965,7 +1003,12 @@ mod tests {
             0,
             Duration::ZERO,
         );
-        Some(t.try_wait().unwrap().map(|m| m.batch_id).map_err(|e| e.to_string()))
+        Some(
+            t.try_wait()
+                .unwrap()
+                .map(|m| m.batch_id)
+                .map_err(|e| e.to_string()),
+        )
     }
 
     // Tickets need an Arc; tests keep one per slot in a side table instead.
@@ -1070,7 +1113,9 @@ mod tests {
         let slots: Vec<_> = (0..4).map(|_| submit(&mut s, 1, now)).collect();
         flush(&mut s, now);
         let mut bytes = ack_frame(C, 1).to_vec();
-        bytes.extend(error("FORWARD_FAILED: Quorum not reached - required 2 ACKs, got 1"));
+        bytes.extend(error(
+            "FORWARD_FAILED: Quorum not reached - required 2 ACKs, got 1",
+        ));
         s.handle_bytes(&bytes, now);
         assert_eq!(status(&slots[0]), Some(Ok(1)));
         s.handle_bytes(&echo(), now);
@@ -1121,10 +1166,21 @@ mod tests {
         s.submit_call(Call::new(&fetch, C, now + Duration::from_secs(5), tx).unwrap());
         flush(&mut s, now);
         let mut v = Vec::new();
-        R::Fetch(FetchResponse { next_offset: 3, record_count: 1, data: b"abc" }).encode(C, &mut v);
+        R::Fetch(FetchResponse {
+            next_offset: 3,
+            record_count: 1,
+            data: b"abc",
+        })
+        .encode(C, &mut v);
         s.handle_bytes(&v[..10], now);
         s.handle_bytes(&v[10..], now);
-        assert_eq!(rx.try_recv().unwrap().unwrap(), Reply::Fetch { next_offset: 3, data: b"abc".to_vec() });
+        assert_eq!(
+            rx.try_recv().unwrap().unwrap(),
+            Reply::Fetch {
+                next_offset: 3,
+                data: b"abc".to_vec()
+            }
+        );
     }
 
     #[test]
@@ -1132,12 +1188,18 @@ mod tests {
         let now = t0();
         let mut s = session(now);
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let req = Request::Unsubscribe { topic_id: 1, consumer_id: 1 };
+        let req = Request::Unsubscribe {
+            topic_id: 1,
+            consumer_id: 1,
+        };
         s.submit_call(Call::new(&req, C, now + Duration::from_secs(5), tx).unwrap());
         let a = submit(&mut s, 1, now);
         flush(&mut s, now);
         s.handle_bytes(&ack_frame(C, 1), now);
-        assert_eq!(rx.try_recv().unwrap().unwrap(), Reply::Unsubscribed { consumer_id: 1 });
+        assert_eq!(
+            rx.try_recv().unwrap().unwrap(),
+            Reply::Unsubscribed { consumer_id: 1 }
+        );
         // The batch waited behind the request (barrier), so its ACK cannot be confused.
         let sent = flush(&mut s, now);
         assert_eq!(ids(&sent), [1]);
@@ -1148,7 +1210,10 @@ mod tests {
     #[test]
     fn authentication_comes_first_and_a_refusal_fails_everything() {
         let now = t0();
-        let cfg = SessionConfig { auth_token: Some("secret".into()), ..SessionConfig::default() };
+        let cfg = SessionConfig {
+            auth_token: Some("secret".into()),
+            ..SessionConfig::default()
+        };
         let mut s = Session::new(cfg.clone(), now);
         let a = submit(&mut s, 1, now);
         s.on_connected(now);
@@ -1156,7 +1221,11 @@ mod tests {
         assert_eq!(sent.len(), 1, "only Authenticate until its reply");
         assert_eq!(&sent[0].1[44..], b"secret");
         let mut v = Vec::new();
-        R::Authenticate { success: true, message: "Authenticated".into() }.encode(C, &mut v);
+        R::Authenticate {
+            success: true,
+            message: "Authenticated".into(),
+        }
+        .encode(C, &mut v);
         s.handle_bytes(&v, now);
         assert_eq!(ids(&flush(&mut s, now)), [1]);
         s.handle_bytes(&ack_frame(C, 1), now);
@@ -1167,7 +1236,11 @@ mod tests {
         s.on_connected(now);
         flush(&mut s, now);
         let mut v = Vec::new();
-        R::Authenticate { success: false, message: "Invalid token".into() }.encode(C, &mut v);
+        R::Authenticate {
+            success: false,
+            message: "Invalid token".into(),
+        }
+        .encode(C, &mut v);
         s.handle_bytes(&v, now);
         assert!(matches!(status(&b), Some(Err(e)) if e.contains("Invalid token")));
         let c = submit(&mut s, 1, now);
@@ -1231,10 +1304,18 @@ mod tests {
         let now = t0();
         let mut s = session(now);
         s.handle_bytes(&[0u8; 44], now);
-        assert!(matches!(s.take_fatal(), Some(Fatal::Protocol(Error::InvalidFrame(_)))));
+        assert!(matches!(
+            s.take_fatal(),
+            Some(Fatal::Protocol(Error::InvalidFrame(_)))
+        ));
         let mut s = session(now);
         let mut v = Vec::new();
-        encode_frame(C, crate::proto::control_header(ControlCode::FETCH_RESPONSE), b"short", &mut v);
+        encode_frame(
+            C,
+            crate::proto::control_header(ControlCode::FETCH_RESPONSE),
+            b"short",
+            &mut v,
+        );
         s.handle_bytes(&v, now);
         assert!(matches!(s.take_fatal(), Some(Fatal::Protocol(_))));
     }

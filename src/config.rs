@@ -1,0 +1,183 @@
+//! Connection settings shared by every handle.
+
+use std::time::Duration;
+
+use crate::driver::{Backend, DriverConfig};
+use crate::proto::{Checksum, DEFAULT_PORT};
+use crate::session::SessionConfig;
+use crate::Error;
+
+/// How a handle connects: addresses, I/O backend, thread placement, checksum,
+/// authentication, timeouts.
+///
+/// ```
+/// use std::time::Duration;
+/// use lnc_uring::{Backend, Checksum, ConnectionConfig};
+///
+/// let c = ConnectionConfig::new("lance-1:1992")
+///     .with_seed("lance-2:1992")
+///     .with_backend(Backend::Poll)
+///     .with_checksum(Checksum::Ieee)
+///     .with_pin_cpu(1)
+///     .with_busy_poll(Duration::from_millis(2));
+/// assert_eq!(c.addrs.len(), 2);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ConnectionConfig {
+    /// Server addresses (`host:port`, `ip:port`, `[v6]:port`), tried in order; DNS is
+    /// resolved again on every reconnect. Default `127.0.0.1:1992`.
+    pub addrs: Vec<String>,
+    /// Checksum of headers and payloads. Default IEEE CRC-32, what servers compute.
+    pub checksum: Checksum,
+    /// I/O backend. Default [`Backend::Auto`]: io_uring, or `poll(2)` when io_uring is
+    /// unavailable.
+    pub backend: Backend,
+    /// Pin the driver thread to this CPU id.
+    pub pin_cpu: Option<usize>,
+    /// Latency mode: the driver thread busy-polls for this long after its last activity
+    /// before it parks (it burns a core while polling). Default off.
+    pub busy_poll: Option<Duration>,
+    /// Latency mode: a thread waiting for an outcome spins this long before parking.
+    /// Default zero.
+    pub spin: Duration,
+    /// Connect timeout per address. Default 10 s.
+    pub connect_timeout: Duration,
+    /// Timeout of control requests (admin, fetch). Default 30 s.
+    pub request_timeout: Duration,
+    /// Keepalive after this long without sending. Default 10 s.
+    pub keepalive_interval: Duration,
+    /// The connection is presumed dead when nothing arrives for this long while a reply
+    /// is awaited. Default 30 s.
+    pub peer_timeout: Duration,
+    /// Token for Authenticate (0x08), sent first on every connection.
+    pub auth_token: Option<String>,
+    /// First reconnect delay (doubled per failure, with jitter). Default 100 ms.
+    pub reconnect_backoff: Duration,
+    /// Largest reconnect delay. Default 10 s.
+    pub reconnect_backoff_max: Duration,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            addrs: vec![format!("127.0.0.1:{DEFAULT_PORT}")],
+            checksum: Checksum::Ieee,
+            backend: Backend::Auto,
+            pin_cpu: None,
+            busy_poll: None,
+            spin: Duration::ZERO,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(10),
+            peer_timeout: Duration::from_secs(30),
+            auth_token: None,
+            reconnect_backoff: Duration::from_millis(100),
+            reconnect_backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// Settings for one address.
+    pub fn new(addr: impl Into<String>) -> Self {
+        ConnectionConfig {
+            addrs: vec![addr.into()],
+            ..ConnectionConfig::default()
+        }
+    }
+    /// Adds a seed address tried after the others.
+    pub fn with_seed(mut self, addr: impl Into<String>) -> Self {
+        self.addrs.push(addr.into());
+        self
+    }
+    /// Sets [`ConnectionConfig::checksum`].
+    pub fn with_checksum(mut self, c: Checksum) -> Self {
+        self.checksum = c;
+        self
+    }
+    /// Sets [`ConnectionConfig::backend`].
+    pub fn with_backend(mut self, b: Backend) -> Self {
+        self.backend = b;
+        self
+    }
+    /// Sets [`ConnectionConfig::pin_cpu`].
+    pub fn with_pin_cpu(mut self, cpu: usize) -> Self {
+        self.pin_cpu = Some(cpu);
+        self
+    }
+    /// Sets [`ConnectionConfig::busy_poll`].
+    pub fn with_busy_poll(mut self, d: Duration) -> Self {
+        self.busy_poll = Some(d);
+        self
+    }
+    /// Sets [`ConnectionConfig::spin`].
+    pub fn with_spin(mut self, d: Duration) -> Self {
+        self.spin = d;
+        self
+    }
+    /// Sets [`ConnectionConfig::connect_timeout`].
+    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    /// Sets [`ConnectionConfig::request_timeout`].
+    pub fn with_request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+    /// Sets [`ConnectionConfig::keepalive_interval`].
+    pub fn with_keepalive_interval(mut self, d: Duration) -> Self {
+        self.keepalive_interval = d;
+        self
+    }
+    /// Sets [`ConnectionConfig::peer_timeout`].
+    pub fn with_peer_timeout(mut self, d: Duration) -> Self {
+        self.peer_timeout = d;
+        self
+    }
+    /// Sets [`ConnectionConfig::auth_token`].
+    pub fn with_auth_token(mut self, token: impl Into<String>) -> Self {
+        self.auth_token = Some(token.into());
+        self
+    }
+    /// Sets the reconnect back-off range.
+    pub fn with_reconnect_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.reconnect_backoff = first;
+        self.reconnect_backoff_max = max;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        if self.addrs.is_empty() {
+            return Err(Error::Config("no server address".into()));
+        }
+        if self.keepalive_interval.is_zero() || self.peer_timeout.is_zero() {
+            return Err(Error::Config(
+                "keepalive_interval and peer_timeout must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn driver_config(&self, name: &str) -> DriverConfig {
+        DriverConfig {
+            addrs: self.addrs.clone(),
+            session: SessionConfig {
+                checksum: self.checksum,
+                keepalive_interval: self.keepalive_interval,
+                peer_timeout: self.peer_timeout,
+                auth_token: self.auth_token.clone(),
+                ..SessionConfig::default()
+            },
+            backend: self.backend,
+            connect_timeout: self.connect_timeout,
+            backoff_base: self.reconnect_backoff,
+            backoff_max: self.reconnect_backoff_max,
+            pin_cpu: self.pin_cpu,
+            busy_poll: self.busy_poll,
+            thread_name: name.to_owned(),
+            ..DriverConfig::default()
+        }
+    }
+}
