@@ -25,7 +25,7 @@ pub(crate) struct Waker {
 impl Waker {
     pub(crate) fn new() -> io::Result<Waker> {
         // SAFETY: eventfd(2) takes no pointers; the flags are valid constants.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -49,7 +49,7 @@ impl Waker {
     /// Writes the eventfd whether or not the driver sleeps.
     pub(crate) fn force_wake(&self) {
         self.writes.fetch_add(1, Ordering::Relaxed);
-        // EAGAIN means the counter is saturated: a wake-up is pending anyway.
+        // The counter saturates only after 2^64 - 2 unconsumed writes.
         let _ = (&self.file).write(&1u64.to_ne_bytes());
     }
 
@@ -58,7 +58,9 @@ impl Waker {
         self.asleep.store(asleep, Ordering::SeqCst);
     }
 
-    /// Driver: consume pending wake-ups (non-blocking).
+    /// Driver: consume pending wake-ups. The eventfd is in blocking mode (io_uring
+    /// completes a `read` on a non-blocking eventfd at once with EAGAIN instead of
+    /// waiting), so call this only after `poll(2)` reported it readable.
     pub(crate) fn drain(&self) {
         let mut buf = [0u8; 8];
         let _ = (&self.file).read(&mut buf);
