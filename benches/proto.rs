@@ -118,8 +118,12 @@ fn decoder(c: &mut Criterion) {
             frames += 1;
         }
         if i % 4 == 0 {
-            Response::Fetch(FetchResponse { next_offset: i, record_count: 1, data: &data })
-                .encode(ck, &mut stream);
+            Response::Fetch(FetchResponse {
+                next_offset: i,
+                record_count: 1,
+                data: &data,
+            })
+            .encode(ck, &mut stream);
             frames += 1;
         }
         if i % 64 == 0 {
@@ -131,20 +135,24 @@ fn decoder(c: &mut Criterion) {
     let mut g = c.benchmark_group("frame_decoder");
     g.throughput(Throughput::Bytes(stream.len() as u64));
     for chunk in [1500usize, 64 * 1024] {
-        g.bench_with_input(BenchmarkId::new("mixed_stream_chunk", chunk), &chunk, |b, &chunk| {
-            let mut dec = FrameDecoder::new(ck);
-            b.iter(|| {
-                let mut n = 0u64;
-                for piece in stream.chunks(chunk) {
-                    let mut it = dec.feed(piece);
-                    while let Some(f) = it.next_frame() {
-                        black_box(f.unwrap());
-                        n += 1;
+        g.bench_with_input(
+            BenchmarkId::new("mixed_stream_chunk", chunk),
+            &chunk,
+            |b, &chunk| {
+                let mut dec = FrameDecoder::new(ck);
+                b.iter(|| {
+                    let mut n = 0u64;
+                    for piece in stream.chunks(chunk) {
+                        let mut it = dec.feed(piece);
+                        while let Some(f) = it.next_frame() {
+                            black_box(f.unwrap());
+                            n += 1;
+                        }
                     }
-                }
-                assert_eq!(n, frames);
-            })
-        });
+                    assert_eq!(n, frames);
+                })
+            },
+        );
     }
     g.finish();
 }

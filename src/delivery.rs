@@ -49,6 +49,7 @@ pub(crate) struct DeliverySlot {
 }
 
 impl DeliverySlot {
+    #[cfg(test)]
     pub(crate) fn new() -> DeliverySlot {
         DeliverySlot::with_gauge(None)
     }
@@ -193,8 +194,8 @@ impl DeliverySlot {
     }
 }
 
-/// The outcome of one record sent with [`crate::Producer::send_async`]: wait for it,
-/// poll it, or drop it (the record is still delivered; [`crate::Producer::flush`]
+/// The outcome of one record sent with [`Producer::send_async`](crate::Producer::send_async): wait for it,
+/// poll it, or drop it (the record is still delivered; [`Producer::flush`](crate::Producer::flush)
 /// reports failures of records whose tickets were dropped).
 #[derive(Debug, Clone)]
 pub struct DeliveryTicket {

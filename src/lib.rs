@@ -43,6 +43,7 @@
 //! ```
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod admin;
 mod config;
 mod delivery;
 mod driver;
@@ -53,9 +54,12 @@ mod session;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use admin::{FetchOutcome, LanceClient};
 pub use config::ConnectionConfig;
 pub use delivery::{DeliveryTicket, RecordMetadata};
 pub use driver::{Backend, DriverStats};
 pub use error::{BufferLimit, Error, Result};
-pub use producer::{FullBufferPolicy, ProduceRecord, Producer, ProducerConfig, ProducerStats};
+pub use producer::{
+    FullBufferPolicy, LatencySummary, ProduceRecord, Producer, ProducerConfig, ProducerStats,
+};
 pub use proto::{Checksum, ServerError, ServerErrorKind};

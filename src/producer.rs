@@ -189,17 +189,30 @@ impl ProduceRecord<'_> {
         TLV_HEADER_LEN + self.value_len()
     }
 
+    /// Checks what encoding could reject, before anything is buffered.
+    fn validate(&self) -> Result<(), Error> {
+        let key = match *self {
+            ProduceRecord::Typed(t, _) if t == RecordType::COMPRESSED_BATCH => {
+                return Err(Error::Config(
+                    "record type 0xFE is reserved for compressed batches".into(),
+                ))
+            }
+            ProduceRecord::KeyValue { key, .. } | ProduceRecord::KeyTimestamped { key, .. } => key,
+            _ => return Ok(()),
+        };
+        if key.len() > u16::MAX as usize {
+            return Err(Error::InvalidRecord(crate::proto::TlvError::Malformed {
+                kind: "KeyValue",
+                reason: "key longer than 65535 bytes",
+            }));
+        }
+        Ok(())
+    }
+
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         match *self {
             ProduceRecord::Raw(v) => encode_record(out, RecordType::RAW_DATA, &[v])?,
-            ProduceRecord::Typed(t, v) => {
-                if t == RecordType::COMPRESSED_BATCH {
-                    return Err(Error::Config(
-                        "record type 0xFE is reserved for compressed batches".into(),
-                    ));
-                }
-                encode_record(out, t, &[v])?
-            }
+            ProduceRecord::Typed(t, v) => encode_record(out, t, &[v])?,
             ProduceRecord::KeyValue { key, value } => encode_key_value(out, key, value)?,
             ProduceRecord::Timestamped {
                 timestamp_ns,
@@ -212,6 +225,34 @@ impl ProduceRecord<'_> {
             } => encode_key_timestamped(out, timestamp_ns, key, value)?,
         }
         Ok(())
+    }
+}
+
+/// Percentiles of a latency distribution, in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LatencySummary {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Largest.
+    pub max_us: u64,
+}
+
+impl LatencySummary {
+    pub(crate) fn of(h: &hdrhistogram::Histogram<u64>) -> LatencySummary {
+        LatencySummary {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
     }
 }
 
@@ -231,6 +272,8 @@ pub struct ProducerStats {
     pub bytes_outstanding: u64,
     /// Records that failed.
     pub records_failed: u64,
+    /// Batch write → ACK latency as the driver thread saw it.
+    pub ack_latency: LatencySummary,
     /// The driver thread's counters (backend, connects, retries, …).
     pub driver: DriverStats,
 }
@@ -296,7 +339,6 @@ impl Shared {
         self.batches_sealed.fetch_add(1, Ordering::Relaxed);
         Ok(Batch {
             frame: buf,
-            topic_id,
             records,
             slot,
             deadline: Instant::now() + self.cfg.delivery_timeout,
@@ -457,6 +499,7 @@ impl Producer {
             return Err(Error::Closed);
         }
         let cfg = &self.shared.cfg;
+        record.validate()?;
         let size = record.encoded_len();
         if record.value_len() > MAX_VALUE_LEN || size > MAX_PAYLOAD_LEN as usize {
             return Err(Error::RecordTooLarge {
@@ -481,8 +524,8 @@ impl Producer {
         let mut linger_at = None;
         let ticket;
         {
-            let mut acc = self.shared.acc.lock().unwrap_or_else(|e| e.into_inner());
-            let acc = &mut *acc;
+            let mut guard = self.shared.acc.lock().unwrap_or_else(|e| e.into_inner());
+            let acc = &mut *guard;
             // A record that does not fit closes the open batch first.
             if let Some(open) = acc.open.get(&topic_id) {
                 let len = open.buf.len() - HEADER_LEN;
@@ -515,7 +558,12 @@ impl Producer {
                 }
             };
             if let Err(e) = record.encode(&mut open.buf) {
+                // `validate` makes this unreachable; still, leave nothing behind.
                 gauge.unacquire(size);
+                drop(guard);
+                if let Some(at) = linger_at {
+                    self.driver.submit(Command::Linger(at))?;
+                }
                 return Err(e);
             }
             ticket = DeliveryTicket::new(open.slot.clone(), open.records, cfg.connection.spin);
@@ -605,8 +653,14 @@ impl Producer {
             records_outstanding: s.gauge.records(),
             bytes_outstanding: s.gauge.bytes() as u64,
             records_failed: s.gauge.failed(),
+            ack_latency: LatencySummary::of(&self.driver.ack_latency()),
             driver: self.driver.stats(),
         }
+    }
+
+    /// Why the last connection was dropped, if one was (for logs).
+    pub fn last_error(&self) -> Option<String> {
+        self.driver.last_error()
     }
 }
 

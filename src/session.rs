@@ -33,6 +33,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
+
 use crate::delivery::DeliverySlot;
 use crate::proto::{
     keepalive_frame, offset, Checksum, ControlCode, Frame, FrameDecoder, FrameKind, Request,
@@ -80,7 +82,6 @@ pub(crate) struct Batch {
     /// Header and payload; bytes 12..20 (batch id) are patched when it is sent, which
     /// needs no CRC update (the header CRC covers bytes 0..8 only).
     pub(crate) frame: Vec<u8>,
-    pub(crate) topic_id: u32,
     pub(crate) records: u32,
     pub(crate) slot: Arc<DeliverySlot>,
     /// Fail with a timeout when not acknowledged by then.
@@ -151,12 +152,17 @@ pub(crate) enum Reply {
     Unsubscribed {
         consumer_id: u64,
     },
+    /// The echo of a ping's keepalive, and the round-trip time.
+    Pong(Duration),
     Error(ServerError),
     Other {
         code: u8,
         payload: Vec<u8>,
     },
 }
+
+/// Who waits for a keepalive echo, and when the keepalive was queued.
+pub(crate) type Pong = (crossbeam_channel::Sender<Result<Reply, Error>>, Instant);
 
 /// A frame to write. Ingest frames are referenced by batch id and stay owned by the
 /// session until the driver reports them written ([`Session::tx_complete`]).
@@ -170,6 +176,7 @@ pub(crate) enum TxKey {
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct SessionStats {
     pub(crate) batches_acked: u64,
+    pub(crate) records_acked: u64,
     pub(crate) batches_failed: u64,
     pub(crate) batches_retried: u64,
     pub(crate) keepalives_sent: u64,
@@ -250,8 +257,9 @@ pub(crate) struct Session {
     errors: VecDeque<ServerError>,
     quorum_lost: bool,
     fence: FenceState,
-    /// Sequence numbers of keepalives sent and not yet echoed (echoes come in order).
-    keepalives: VecDeque<u64>,
+    /// Keepalives sent and not yet echoed (echoes come in order): sequence number and,
+    /// for a ping, who waits for the echo.
+    keepalives: VecDeque<(u64, Option<Pong>)>,
     /// Retried batches already put back at the front of the queue in this pass.
     retries_in_pass: usize,
     last_tx: Instant,
@@ -262,6 +270,9 @@ pub(crate) struct Session {
     fatal: Option<Fatal>,
     /// Free frame buffers to give back to the producer.
     spent: Vec<Vec<u8>>,
+    /// Reused list of actions decoded from one chunk.
+    actions: Vec<Action>,
+    latency: Histogram<u64>,
 }
 
 impl Session {
@@ -291,6 +302,8 @@ impl Session {
             stats: SessionStats::default(),
             fatal: None,
             spent: Vec::new(),
+            actions: Vec::new(),
+            latency: new_histogram(),
         }
     }
 
@@ -343,6 +356,20 @@ impl Session {
             return;
         }
         self.calls_queued.push_back(call);
+    }
+
+    /// Measures a round trip with a keepalive; the echo answers `reply` with
+    /// [`Reply::Pong`].
+    pub(crate) fn submit_ping(
+        &mut self,
+        reply: crossbeam_channel::Sender<Result<Reply, Error>>,
+        now: Instant,
+    ) {
+        if !self.is_connected() {
+            let _ = reply.send(Err(Error::ConnectionClosed));
+            return;
+        }
+        self.queue_keepalive_for(now, Some((reply, now)));
     }
 
     // ---- connection lifecycle ----
@@ -409,7 +436,11 @@ impl Session {
         self.auth_call = None;
         self.errors.clear();
         self.fence = FenceState::None;
-        self.keepalives.clear();
+        for (_, pong) in self.keepalives.drain(..) {
+            if let Some((tx, _)) = pong {
+                let _ = tx.send(Err(error.clone()));
+            }
+        }
     }
 
     // ---- transmit ----
@@ -520,7 +551,7 @@ impl Session {
     pub(crate) fn handle_bytes(&mut self, chunk: &[u8], now: Instant) {
         self.last_rx = now;
         let mut frames = self.decoder.feed(chunk);
-        let mut actions: Vec<Action> = Vec::new();
+        let mut actions = std::mem::take(&mut self.actions);
         let mut fatal = None;
         while let Some(f) = frames.next_frame() {
             match f {
@@ -532,9 +563,10 @@ impl Session {
             }
         }
         drop(frames);
-        for a in actions {
+        for a in actions.drain(..) {
             self.apply(a, now);
         }
+        self.actions = actions;
         if let Some(f) = fatal {
             self.fatal.get_or_insert(f);
         }
@@ -543,7 +575,7 @@ impl Session {
     fn apply(&mut self, action: Action, now: Instant) {
         match action {
             Action::Keepalive => self.on_keepalive_echo(now),
-            Action::Ack(id) => self.on_ack(id),
+            Action::Ack(id) => self.on_ack(id, now),
             Action::Backpressure => {}
             Action::Reply(reply) => self.on_reply(reply, now),
             Action::Ignore => {}
@@ -554,10 +586,13 @@ impl Session {
     }
 
     fn on_keepalive_echo(&mut self, now: Instant) {
-        let Some(echoed) = self.keepalives.pop_front() else {
+        let Some((echoed, pong)) = self.keepalives.pop_front() else {
             // An echo we did not ask for: harmless, never answered.
             return;
         };
+        if let Some((tx, sent)) = pong {
+            let _ = tx.send(Ok(Reply::Pong(now.saturating_duration_since(sent))));
+        }
         match self.fence {
             FenceState::First { seq } if seq == echoed => {
                 let k2 = self.queue_keepalive(now);
@@ -572,16 +607,20 @@ impl Session {
     }
 
     fn queue_keepalive(&mut self, now: Instant) -> u64 {
+        self.queue_keepalive_for(now, None)
+    }
+
+    fn queue_keepalive_for(&mut self, now: Instant, pong: Option<Pong>) -> u64 {
         let seq = self.bump_seq();
         self.small
             .push_back((seq, keepalive_frame(self.cfg.checksum).to_vec()));
-        self.keepalives.push_back(seq);
+        self.keepalives.push_back((seq, pong));
         self.stats.keepalives_sent += 1;
         self.last_tx = now;
         seq
     }
 
-    fn on_ack(&mut self, id: u64) {
+    fn on_ack(&mut self, id: u64, now: Instant) {
         if let Some(pos) = self.inflight.iter().position(|f| f.batch_id == id) {
             self.retries_in_pass = 0;
             // Everything before it was skipped: it got no ACK.
@@ -593,6 +632,9 @@ impl Session {
             let attempts = f.batch.attempts + 1;
             f.batch.slot.ack(id, attempts);
             self.stats.batches_acked += 1;
+            self.stats.records_acked += u64::from(f.batch.records);
+            let us = now.saturating_duration_since(f.sent_at).as_micros() as u64;
+            let _ = self.latency.record(us.max(1));
             self.retire(f);
             return;
         }
@@ -857,10 +899,18 @@ impl Session {
         }
     }
 
-    /// Whether an ACK timeout applies: the oldest batch in flight was sent at.
-    pub(crate) fn oldest_inflight_sent_at(&self) -> Option<Instant> {
-        self.inflight.front().map(|f| f.sent_at)
+    /// ACK latencies (µs, from the batch's write to its ACK) recorded since the last call.
+    pub(crate) fn take_latencies(&mut self, into: &mut Histogram<u64>) {
+        if !self.latency.is_empty() {
+            let _ = into.add(&self.latency);
+            self.latency.reset();
+        }
     }
+}
+
+/// A histogram of microseconds, 1 µs to 1 hour, 3 significant digits.
+pub(crate) fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
 }
 
 /// Marks keys of control requests (small frames use plain sequence numbers).
@@ -942,7 +992,6 @@ mod tests {
         (
             Batch {
                 frame,
-                topic_id: topic,
                 records: 1,
                 slot: slot.clone(),
                 deadline: now + Duration::from_secs(60),

@@ -3,16 +3,15 @@
 use std::time::Duration;
 
 use lnc_uring::proto::{RecordIter, RecordType};
+mod common;
+
+use common::backends;
 use lnc_uring::testkit::TestServer;
 use lnc_uring::{Backend, ConnectionConfig, ProduceRecord, Producer, ProducerConfig};
 
 fn producer(server: &TestServer, backend: Backend, cfg: ProducerConfig) -> Producer {
     let conn = ConnectionConfig::new(server.addr().to_string()).with_backend(backend);
     Producer::with_config(cfg.with_connection(conn)).expect("connect")
-}
-
-fn backends() -> Vec<Backend> {
-    vec![Backend::Poll, Backend::Auto]
 }
 
 #[test]

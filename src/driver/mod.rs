@@ -48,6 +48,26 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Whether this process may use io_uring: the kernel has it and no seccomp policy
+    /// blocks `io_uring_setup` (checked once, by creating and dropping a small ring).
+    ///
+    /// ```
+    /// let _ = lnc_uring::Backend::io_uring_available();
+    /// ```
+    pub fn io_uring_available() -> bool {
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            #[cfg(target_os = "linux")]
+            {
+                io_uring::IoUring::new(8).is_ok()
+            }
+            #[cfg(not(target_os = "linux"))]
+            {
+                false
+            }
+        })
+    }
+
     /// `"auto"`, `"io_uring"` or `"poll"`.
     pub fn name(self) -> &'static str {
         match self {
@@ -89,6 +109,8 @@ pub(crate) trait Accumulator: Send + Sync + fmt::Debug {
 pub(crate) enum Command {
     Batch(Batch),
     Call(Call),
+    /// A keepalive round trip; answered with `Reply::Pong`.
+    Ping(Sender<Result<crate::session::Reply, Error>>),
     /// A batch was opened that must be sealed at this instant at the latest.
     Linger(Instant),
     /// Finish what is queued, then stop; fail what is left at `deadline`.
@@ -156,9 +178,13 @@ pub(crate) struct Counters {
     pub(crate) batches_retried: AtomicU64,
     pub(crate) keepalives_sent: AtomicU64,
     pub(crate) unattributed_errors: AtomicU64,
+    pub(crate) records_acked: AtomicU64,
+    /// Why the last connection was dropped.
+    pub(crate) last_error: Mutex<Option<String>>,
+    /// ACK latency, µs.
+    pub(crate) ack_latency: Mutex<Option<hdrhistogram::Histogram<u64>>>,
 }
 
-const BACKEND_NONE: u8 = 0;
 const BACKEND_URING: u8 = 1;
 const BACKEND_POLL: u8 = 2;
 
@@ -277,6 +303,25 @@ impl Driver {
         if let Some(h) = handle {
             let _ = h.join();
         }
+    }
+
+    /// Why the last connection was dropped, if one was.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.counters
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A copy of the ACK latency histogram (µs).
+    pub(crate) fn ack_latency(&self) -> hdrhistogram::Histogram<u64> {
+        self.counters
+            .ack_latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(crate::session::new_histogram)
     }
 
     pub(crate) fn stats(&self) -> DriverStats {
@@ -464,6 +509,13 @@ impl Events for State {
         if self.session.is_connected() {
             self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
         }
+        if let Some(e) = &error {
+            *self
+                .counters
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
         let e = match error {
             Some(e) => Error::from(e),
             None => Error::ConnectionClosed,
@@ -518,6 +570,7 @@ impl<I: Io> Loop<I> {
                 match self.rx.try_recv() {
                     Ok(Command::Batch(b)) => self.st.session.submit_batch(b),
                     Ok(Command::Call(c)) => self.st.session.submit_call(c),
+                    Ok(Command::Ping(tx)) => self.st.session.submit_ping(tx, now),
                     Ok(Command::Linger(at)) => {
                         linger = Some(linger.map_or(at, |l: Instant| l.min(at)))
                     }
@@ -559,11 +612,12 @@ impl<I: Io> Loop<I> {
 
             // 3. Connection management.
             match self.io.link() {
-                Link::Idle if shutdown.is_none() || !self.st.session.is_idle() => {
-                    if now >= self.st.next_attempt {
-                        self.connect(now, ready.is_some());
-                        continue;
-                    }
+                Link::Idle
+                    if (shutdown.is_none() || !self.st.session.is_idle())
+                        && now >= self.st.next_attempt =>
+                {
+                    self.connect(now, ready.is_some());
+                    continue;
                 }
                 Link::Up => {
                     while self.io.can_queue() {
@@ -579,10 +633,20 @@ impl<I: Io> Loop<I> {
                 _ => {}
             }
             if let Some(fatal) = self.st.session.take_fatal() {
-                if let Fatal::Redirect(addr) = &fatal {
-                    self.st.redirect = Some(addr.clone());
-                    self.st.next_attempt = now;
-                }
+                let why = match &fatal {
+                    Fatal::Redirect(addr) => {
+                        self.st.redirect = Some(addr.clone());
+                        self.st.next_attempt = now;
+                        format!("redirected to {addr}")
+                    }
+                    Fatal::Protocol(e) => e.to_string(),
+                    Fatal::PeerTimeout => "no reply within the peer timeout".to_owned(),
+                };
+                *self
+                    .counters
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(why);
                 if self.io.link() != Link::Idle {
                     self.io.close();
                 }
@@ -755,10 +819,20 @@ impl<I: Io> Loop<I> {
         }
     }
 
-    fn export_stats(&self) {
+    fn export_stats(&mut self) {
+        {
+            let mut h = self
+                .counters
+                .ack_latency
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let h = h.get_or_insert_with(crate::session::new_histogram);
+            self.st.session.take_latencies(h);
+        }
         let s = self.st.session.stats();
         let c = &self.counters;
         c.batches_acked.store(s.batches_acked, Ordering::Relaxed);
+        c.records_acked.store(s.records_acked, Ordering::Relaxed);
         c.batches_failed.store(s.batches_failed, Ordering::Relaxed);
         c.batches_retried
             .store(s.batches_retried, Ordering::Relaxed);

@@ -62,14 +62,16 @@ pub enum Fault {
         /// Which ingest fails (1-based).
         nth: u32,
     },
-    /// Instead of handling the next `count` ingests (after the auth gate, where the
-    /// server forwards to its leader, §5.2 step 2), reply `text` inline — so the error
-    /// overtakes deferred ACKs of earlier ingests in the same chunk (§1.1). Nothing is
-    /// stored. See [`Fault::forward_failed`], [`Fault::not_leader`],
-    /// [`Fault::rate_limited`].
+    /// Let `skip` ingests pass, then, instead of handling the next `count` ingests
+    /// (after the auth gate, where the server forwards to its leader, §5.2 step 2),
+    /// reply `text` inline — so the error overtakes the deferred ACKs of earlier ingests
+    /// of the same chunk (§1.1). Nothing is stored. See [`Fault::forward_failed`],
+    /// [`Fault::not_leader`], [`Fault::rate_limited`] and [`Fault::after`].
     RejectIngest {
         /// The ErrorResponse text.
         text: String,
+        /// Ingests let through first.
+        skip: u32,
         /// Ingests affected.
         count: u32,
     },
@@ -132,7 +134,33 @@ impl Fault {
     pub fn reject_ingest(text: impl Into<String>) -> Fault {
         Fault::RejectIngest {
             text: text.into(),
+            skip: 0,
             count: 1,
+        }
+    }
+
+    /// This fault, firing only after `ingests` more ingests have passed: sets `skip` of
+    /// [`Fault::RejectIngest`], `nth = ingests + 1` of [`Fault::FailQuorum`]; other
+    /// faults are returned unchanged.
+    ///
+    /// ```
+    /// use lnc_uring::testkit::Fault;
+    ///
+    /// // The third ingest from now is refused; the first two are handled.
+    /// let f = Fault::forward_failed("Forward operation timed out").after(2);
+    /// assert!(matches!(f, Fault::RejectIngest { skip: 2, count: 1, .. }));
+    /// ```
+    pub fn after(self, ingests: u32) -> Fault {
+        match self {
+            Fault::RejectIngest { text, count, .. } => Fault::RejectIngest {
+                text,
+                skip: ingests,
+                count,
+            },
+            Fault::FailQuorum { .. } => Fault::FailQuorum {
+                nth: ingests.saturating_add(1),
+            },
+            other => other,
         }
     }
 
@@ -396,7 +424,11 @@ impl FaultPlan {
             return pre;
         }
         pre.reject = self.claim(conn, |e| match &mut e.fault {
-            Fault::RejectIngest { text, count } => {
+            Fault::RejectIngest { skip, .. } if *skip > 0 => {
+                *skip -= 1;
+                None
+            }
+            Fault::RejectIngest { text, count, .. } => {
                 *count = at_least_one(*count) - 1;
                 Some((text.clone(), *count == 0))
             }

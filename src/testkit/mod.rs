@@ -441,3 +441,16 @@ impl Drop for TestServer {
         self.inner.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_shareable_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<TestServer>();
+        send_sync::<FaultPlan>();
+        send_sync::<Fault>();
+    }
+}

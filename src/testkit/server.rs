@@ -841,7 +841,9 @@ impl Conn {
             match std::str::from_utf8(p) {
                 Err(_) => (false, "Invalid token encoding"),
                 // Auth disabled: every token is valid.
-                Ok(token) if !self.inner.cfg.auth_enabled() || self.inner.cfg.tokens.contains(token) => {
+                Ok(token)
+                    if !self.inner.cfg.auth_enabled() || self.inner.cfg.tokens.contains(token) =>
+                {
                     self.authenticated = true;
                     (true, "Authenticated")
                 }

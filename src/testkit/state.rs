@@ -634,11 +634,6 @@ impl State {
         ))
     }
 
-    /// Whether `id` names a topic (topic 0 never does, §5.3).
-    pub(crate) fn has_topic(&self, id: u32) -> bool {
-        self.topics.contains_key(&id)
-    }
-
     /// Ingest steps 3–5 of wire-truth §5.2.
     pub(crate) fn ingest(&mut self, topic_id: u32, payload: &[u8]) -> IngestOutcome {
         let log = if topic_id == 0 {
@@ -693,7 +688,12 @@ impl State {
     }
 
     /// Subscribe (§9.1): `Err` is the error text, `Ok` the start offset to echo.
-    pub(crate) fn subscribe(&mut self, topic: u32, offset: u64, consumer: u64) -> Result<u64, String> {
+    pub(crate) fn subscribe(
+        &mut self,
+        topic: u32,
+        offset: u64,
+        consumer: u64,
+    ) -> Result<u64, String> {
         if topic != 0 && !self.topics.contains_key(&topic) {
             return Err("Topic not found".into());
         }

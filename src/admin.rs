@@ -1,0 +1,248 @@
+//! `LanceClient`: blocking topic administration, cluster status, ping and raw fetch.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::config::ConnectionConfig;
+use crate::driver::{Command, Driver, DriverStats};
+use crate::proto::{
+    parse_deleted, parse_topic_list, validate_topic_name, ClusterStatus, FetchRequest, Request,
+    Retention, RetentionSet, ServerErrorKind, TopicInfo,
+};
+use crate::session::{Call, Reply};
+use crate::Error;
+
+/// The result of a raw [`LanceClient::fetch`]: bytes as stored, which may begin and end
+/// in the middle of a record (use [`crate::proto::complete_prefix`] or a consumer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FetchOutcome {
+    /// Data (possibly empty at the end of the log).
+    Data {
+        /// Offset after the returned bytes.
+        next_offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// The offset is past the end of the log; the server's current size.
+    CatchingUp {
+        /// The topic's size on the server.
+        server_offset: u64,
+    },
+}
+
+/// A blocking admin client: one driver thread and connection, control requests one at a
+/// time. Thread-safe; requests from several threads are queued.
+///
+/// ```
+/// use lnc_uring::{testkit::TestServer, LanceClient};
+/// use lnc_uring::proto::Retention;
+///
+/// let server = TestServer::start()?;
+/// let admin = LanceClient::connect(&server.addr().to_string())?;
+/// let t = admin.create_topic("orders")?;
+/// assert_eq!(admin.ensure_topic("orders")?.id, t.id); // get-or-create
+/// admin.set_retention(t.id, Retention::UNLIMITED.with_max_bytes(1 << 30))?;
+/// assert_eq!(admin.list_topics()?.len(), 1);
+/// assert!(admin.cluster_status()?.is_standalone());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct LanceClient {
+    driver: Driver,
+    cfg: ConnectionConfig,
+}
+
+impl fmt::Debug for LanceClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LanceClient")
+            .field("addrs", &self.cfg.addrs)
+            .finish()
+    }
+}
+
+impl LanceClient {
+    /// Connects to one address with default settings.
+    pub fn connect(addr: &str) -> Result<LanceClient, Error> {
+        LanceClient::with_config(ConnectionConfig::new(addr))
+    }
+
+    /// Connects with `cfg`.
+    pub fn with_config(cfg: ConnectionConfig) -> Result<LanceClient, Error> {
+        cfg.validate()?;
+        let driver = Driver::spawn(cfg.driver_config("lnc-admin"))?;
+        Ok(LanceClient { driver, cfg })
+    }
+
+    fn call(&self, request: &Request<'_>) -> Result<Reply, Error> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let deadline = Instant::now() + self.cfg.request_timeout;
+        let call = Call::new(request, self.cfg.checksum, deadline, tx)?;
+        self.driver.submit(Command::Call(call))?;
+        // The driver answers by the deadline; the margin covers a busy driver thread.
+        match rx.recv_timeout(self.cfg.request_timeout + Duration::from_secs(5)) {
+            Ok(r) => r,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                Err(Error::Timeout(format!("{} request", request.code())))
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::Closed),
+        }
+    }
+
+    /// A call whose reply is JSON (or an error).
+    fn json(&self, request: &Request<'_>) -> Result<Vec<u8>, Error> {
+        match self.call(request)? {
+            Reply::Json(j) => Ok(j),
+            other => Err(unexpected(request, other)),
+        }
+    }
+
+    /// Creates a topic (`[A-Za-z0-9-]+`). A standalone server refuses an existing name
+    /// (`Error::Server` with [`ServerErrorKind::TopicExists`]); see [`LanceClient::ensure_topic`].
+    pub fn create_topic(&self, name: &str) -> Result<TopicInfo, Error> {
+        check_name(name)?;
+        Ok(TopicInfo::from_json(
+            &self.json(&Request::CreateTopic { name })?,
+        )?)
+    }
+
+    /// Gets or creates a topic by name.
+    pub fn ensure_topic(&self, name: &str) -> Result<TopicInfo, Error> {
+        match self.create_topic(name) {
+            Err(Error::Server(e)) if e.kind == ServerErrorKind::TopicExists => self
+                .list_topics()?
+                .into_iter()
+                .find(|t| t.name == name)
+                .ok_or_else(|| Error::TopicNotFound {
+                    message: format!("topic {name:?} exists but is not listed"),
+                }),
+            other => other,
+        }
+    }
+
+    /// Creates a topic with a retention policy. A value of 0 is refused: the server
+    /// reads it as "delete every closed segment", not "unlimited" (wire-truth §8.8);
+    /// use [`Retention::UNLIMITED`] for no limit.
+    pub fn create_topic_with_retention(
+        &self,
+        name: &str,
+        retention: Retention,
+    ) -> Result<TopicInfo, Error> {
+        check_name(name)?;
+        check_retention(&retention)?;
+        let req = Request::CreateTopicWithRetention { name, retention };
+        Ok(TopicInfo::from_json(&self.json(&req)?)?)
+    }
+
+    /// All topics (order unspecified by the server).
+    pub fn list_topics(&self) -> Result<Vec<TopicInfo>, Error> {
+        Ok(parse_topic_list(&self.json(&Request::ListTopics)?)?)
+    }
+
+    /// One topic.
+    pub fn get_topic(&self, topic_id: u32) -> Result<TopicInfo, Error> {
+        Ok(TopicInfo::from_json(
+            &self.json(&Request::GetTopic { topic_id })?,
+        )?)
+    }
+
+    /// Deletes a topic and all its data; returns the deleted id.
+    pub fn delete_topic(&self, topic_id: u32) -> Result<u32, Error> {
+        Ok(parse_deleted(
+            &self.json(&Request::DeleteTopic { topic_id })?,
+        )?)
+    }
+
+    /// Sets a topic's retention. 0 is refused as in
+    /// [`LanceClient::create_topic_with_retention`].
+    pub fn set_retention(
+        &self,
+        topic_id: u32,
+        retention: Retention,
+    ) -> Result<RetentionSet, Error> {
+        check_retention(&retention)?;
+        let req = Request::SetRetention {
+            topic_id,
+            retention,
+        };
+        Ok(RetentionSet::from_json(&self.json(&req)?)?)
+    }
+
+    /// The answering node's view of the cluster.
+    pub fn cluster_status(&self) -> Result<ClusterStatus, Error> {
+        Ok(ClusterStatus::from_json(
+            &self.json(&Request::GetClusterStatus)?,
+        )?)
+    }
+
+    /// Round trip of a keepalive.
+    pub fn ping(&self) -> Result<Duration, Error> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.driver.submit(Command::Ping(tx))?;
+        match rx.recv_timeout(self.cfg.request_timeout) {
+            Ok(Ok(Reply::Pong(d))) => Ok(d),
+            Ok(Ok(other)) => Err(Error::Protocol(format!(
+                "unexpected reply to ping: {other:?}"
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::Timeout("ping".into())),
+        }
+    }
+
+    /// Reads raw bytes of a topic from `offset` (at most `max_bytes`).
+    pub fn fetch(&self, topic_id: u32, offset: u64, max_bytes: u32) -> Result<FetchOutcome, Error> {
+        let req = Request::Fetch(FetchRequest {
+            topic_id,
+            start_offset: offset,
+            max_bytes,
+        });
+        match self.call(&req)? {
+            Reply::Fetch { next_offset, data } => Ok(FetchOutcome::Data { next_offset, data }),
+            Reply::CatchingUp { server_offset } => Ok(FetchOutcome::CatchingUp { server_offset }),
+            other => Err(unexpected(&req, other)),
+        }
+    }
+
+    /// The end of a topic's log (a fetch with the `u64::MAX` tail sentinel).
+    pub fn end_offset(&self, topic_id: u32) -> Result<u64, Error> {
+        match self.fetch(topic_id, FetchRequest::TAIL, 0)? {
+            FetchOutcome::Data { next_offset, .. } => Ok(next_offset),
+            FetchOutcome::CatchingUp { server_offset } => Ok(server_offset),
+        }
+    }
+
+    /// The driver thread's counters.
+    pub fn stats(&self) -> DriverStats {
+        self.driver.stats()
+    }
+
+    /// Stops the driver thread.
+    pub fn close(self) {
+        self.driver
+            .shutdown(Instant::now() + Duration::from_secs(1));
+    }
+}
+
+fn unexpected(request: &Request<'_>, reply: Reply) -> Error {
+    match reply {
+        Reply::Error(e) => Error::from(e),
+        other => Error::Protocol(format!("unexpected reply to {}: {other:?}", request.code())),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), Error> {
+    validate_topic_name(name).map_err(|reason| Error::InvalidTopicName {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    })
+}
+
+fn check_retention(r: &Retention) -> Result<(), Error> {
+    if r.deletes_everything() {
+        return Err(Error::Config(
+            "a retention value of 0 makes the server delete every closed segment; \
+             use Retention::UNLIMITED (or a large value) for no limit"
+                .into(),
+        ));
+    }
+    Ok(())
+}
