@@ -117,10 +117,11 @@ impl DeliverySlot {
             );
         }
         if self.has_waiters.load(Ordering::SeqCst) {
-            let waiters =
-                std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|e| e.into_inner()));
+            // Drain rather than take, so the list keeps its capacity for the slot's next
+            // batch (no allocation per wait in steady state).
+            let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
             self.has_waiters.store(false, Ordering::SeqCst);
-            for t in waiters {
+            for t in waiters.drain(..) {
                 t.unpark();
             }
         }
@@ -378,9 +379,9 @@ impl SlotPool {
     /// A slot no one else holds, reset for `topic_id`.
     pub(crate) fn take(&mut self, topic_id: u32) -> Arc<DeliverySlot> {
         let n = self.slots.len();
-        // Look at a bounded number of candidates, round robin: old slots free up in
-        // roughly the order they were used.
-        for _ in 0..n.min(8) {
+        // Look at candidates round robin (old slots free up in roughly the order they
+        // were used), bounded so a pool full of in-flight batches costs little.
+        for _ in 0..n.min(512) {
             let i = self.next % n;
             self.next = self.next.wrapping_add(1);
             if Arc::strong_count(&self.slots[i]) == 1 {

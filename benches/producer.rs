@@ -1,0 +1,237 @@
+//! Producer throughput and send-with-ACK latency against the embedded server
+//! (immediate ACKs), beside a raw blocking-socket baseline measured in the same run.
+//!
+//! Run: `cargo bench --bench producer` (optional env: `SECS=3`, `RECORD=1024`,
+//! `LAT_N=20000`).
+//!
+//! * Baseline throughput: one blocking `std::net` socket, frames pre-built once (the same
+//!   32 KiB batches of TLV records the producer makes), a writer pipelining up to 64
+//!   frames and a reader thread consuming ACKs. No encoding, no CRC per send: the floor.
+//! * Baseline latency: write one frame with one 64-byte record, read its ACK, repeat.
+//! * lnc-uring: `Producer::send_async` of records in a loop, then `flush`; `Producer::send`
+//!   of one 64-byte record at a time with `linger` 0 (and again in latency mode:
+//!   busy-polling driver, spinning waiter).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use lnc_uring::proto::{encode_raw, ingest_header, seal_frame, Checksum, HEADER_LEN};
+use lnc_uring::testkit::TestServer;
+use lnc_uring::{Backend, ConnectionConfig, Producer, ProducerConfig};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One ingest frame of `records` RawData records of `size` bytes.
+fn frame(topic: u32, records: usize, size: usize) -> Vec<u8> {
+    let mut f = vec![0u8; HEADER_LEN];
+    let v = vec![0x5Au8; size];
+    for _ in 0..records {
+        encode_raw(&mut f, &v).unwrap();
+    }
+    seal_frame(
+        Checksum::Ieee,
+        ingest_header(1, 0, records as u32, topic),
+        &mut f,
+    );
+    f
+}
+
+fn raw_throughput(server: &TestServer, topic: u32, size: usize, secs: f64) -> (f64, f64) {
+    let per_frame = (32 * 1024 / (size + 5)).max(1);
+    let f = frame(topic, per_frame, size);
+    let mut w = TcpStream::connect(server.addr()).unwrap();
+    w.set_nodelay(true).unwrap();
+    let mut r = w.try_clone().unwrap();
+    let acked = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let acked = acked.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut pending = 0usize;
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        pending += n;
+                        let acks = pending / HEADER_LEN;
+                        pending %= HEADER_LEN;
+                        acked.fetch_add(acks as u64, Ordering::Release);
+                    }
+                }
+            }
+        })
+    };
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        while sent - acked.load(Ordering::Acquire) >= 64 {
+            std::hint::spin_loop();
+        }
+        w.write_all(&f).unwrap();
+        sent += 1;
+    }
+    while acked.load(Ordering::Acquire) < sent {
+        std::thread::yield_now();
+    }
+    let el = start.elapsed().as_secs_f64();
+    w.shutdown(std::net::Shutdown::Both).ok();
+    reader.join().unwrap();
+    let records = sent as f64 * per_frame as f64;
+    (records / el, records * (size + 5) as f64 / el / 1e6)
+}
+
+fn raw_latency(server: &TestServer, topic: u32, n: u64) -> Histogram<u64> {
+    let f = frame(topic, 1, 64);
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    let mut ack = [0u8; HEADER_LEN];
+    for i in 0..n + 1000 {
+        let t = Instant::now();
+        s.write_all(&f).unwrap();
+        s.read_exact(&mut ack).unwrap();
+        if i >= 1000 {
+            h.record(t.elapsed().as_nanos() as u64).unwrap();
+        }
+    }
+    h
+}
+
+fn producer(
+    server: &TestServer,
+    backend: Backend,
+    cfg: ProducerConfig,
+    latency_mode: bool,
+) -> Producer {
+    let mut c = ConnectionConfig::new(server.addr().to_string()).with_backend(backend);
+    if latency_mode {
+        c = c
+            .with_busy_poll(Duration::from_millis(50))
+            .with_spin(Duration::from_millis(1));
+    }
+    Producer::with_config(cfg.with_connection(c)).unwrap()
+}
+
+fn our_throughput(
+    server: &TestServer,
+    topic: u32,
+    backend: Backend,
+    size: usize,
+    secs: f64,
+) -> (f64, f64, String) {
+    let p = producer(server, backend, ProducerConfig::default(), false);
+    let v = vec![0x5Au8; size];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        for _ in 0..256 {
+            p.send_async(topic, &v).unwrap();
+        }
+        n += 256;
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+    let el = start.elapsed().as_secs_f64();
+    let s = p.stats();
+    let info = format!(
+        "backend {}, {} batches, ack p50 {} µs, {} send ops",
+        s.driver.backend, s.batches_sealed, s.ack_latency.p50_us, s.driver.send_ops
+    );
+    p.close(Duration::from_secs(10)).unwrap();
+    (n as f64 / el, n as f64 * (size + 5) as f64 / el / 1e6, info)
+}
+
+fn our_latency(
+    server: &TestServer,
+    topic: u32,
+    backend: Backend,
+    n: u64,
+    latency_mode: bool,
+) -> Histogram<u64> {
+    let p = producer(
+        server,
+        backend,
+        ProducerConfig::default().with_linger(Duration::ZERO),
+        latency_mode,
+    );
+    let v = [0x5Au8; 64];
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    for i in 0..n + 1000 {
+        let t = Instant::now();
+        p.send(topic, &v).unwrap();
+        if i >= 1000 {
+            h.record(t.elapsed().as_nanos() as u64).unwrap();
+        }
+    }
+    p.close(Duration::from_secs(10)).unwrap();
+    h
+}
+
+fn us(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn main() {
+    let secs = env("SECS", 3) as f64;
+    let size = env("RECORD", 1024) as usize;
+    let lat_n = env("LAT_N", 20_000);
+    let server = TestServer::builder().discard_data(true).start().unwrap();
+    let topic = server.create_topic("bench");
+    let mut backends = vec![Backend::Poll];
+    if Backend::io_uring_available() {
+        backends.insert(0, Backend::IoUring);
+    }
+    println!(
+        "machine: {} CPUs; record {size} B; {secs} s per throughput run; {lat_n} latency samples",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    println!("\n== producer throughput ({size} B records, one connection, immediate ACKs)");
+    let (brec, bmb) = raw_throughput(&server, topic, size, secs);
+    println!(
+        "{:<28} {:>12.0} rec/s {:>9.1} MB/s",
+        "raw blocking socket (floor)", brec, bmb
+    );
+    for &b in &backends {
+        let (rec, mb, info) = our_throughput(&server, topic, b, size, secs);
+        println!(
+            "{:<28} {:>12.0} rec/s {:>9.1} MB/s   {:.2}x floor   ({info})",
+            format!("lnc-uring {b}"),
+            rec,
+            mb,
+            rec / brec
+        );
+    }
+
+    println!("\n== send-with-ACK round trip (64 B record, one at a time)");
+    let base = raw_latency(&server, topic, lat_n);
+    println!(
+        "{:<36} p50 {:>8.1} µs  p99 {:>8.1} µs  p99.9 {:>8.1} µs",
+        "raw blocking ping-pong (floor)",
+        us(&base, 0.5),
+        us(&base, 0.99),
+        us(&base, 0.999)
+    );
+    for &b in &backends {
+        for mode in [false, true] {
+            let h = our_latency(&server, topic, b, lat_n, mode);
+            println!(
+                "{:<36} p50 {:>8.1} µs  p99 {:>8.1} µs  p99.9 {:>8.1} µs   p50 {:.2}x  p99 {:.2}x floor",
+                format!("lnc-uring {b}{}", if mode { " latency mode" } else { "" }),
+                us(&h, 0.5),
+                us(&h, 0.99),
+                us(&h, 0.999),
+                us(&h, 0.5) / us(&base, 0.5),
+                us(&h, 0.99) / us(&base, 0.99),
+            );
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Zero heap allocations per record in steady state: a counting global allocator
+//! around the producer, on both backends, against a minimal ACK server that allocates
+//! nothing in its loop (so every allocation counted is the client's).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lnc_uring::proto::{ack_frame, Checksum, Header, HEADER_LEN};
+use lnc_uring::{Backend, ConnectionConfig, Producer, ProducerConfig};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY (test allocator): forwards every call unchanged to the system allocator and
+// only counts; the contract of GlobalAlloc is the system allocator's.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Acknowledges every ingest frame; buffers allocated once, before the loop.
+fn ack_server(stop: Arc<AtomicBool>) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut buf = vec![0u8; 4 << 20];
+        let mut acks = vec![0u8; 64 * 1024 * HEADER_LEN / 64];
+        let mut have = 0usize;
+        while !stop.load(Ordering::Relaxed) {
+            let n = match s.read(&mut buf[have..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            have += n;
+            let mut pos = 0;
+            let mut out = 0;
+            while have - pos >= HEADER_LEN {
+                let h = Header::decode(&buf[pos..have], Checksum::Ieee).unwrap();
+                let total = HEADER_LEN + h.payload_length as usize;
+                if have - pos < total {
+                    break;
+                }
+                if h.flags.is_batch() {
+                    if out + HEADER_LEN > acks.len() {
+                        s.write_all(&acks[..out]).unwrap();
+                        out = 0;
+                    }
+                    acks[out..out + HEADER_LEN]
+                        .copy_from_slice(&ack_frame(Checksum::Ieee, h.batch_id));
+                    out += HEADER_LEN;
+                }
+                pos += total;
+            }
+            if out > 0 {
+                s.write_all(&acks[..out]).unwrap();
+            }
+            buf.copy_within(pos..have, 0);
+            have -= pos;
+        }
+    });
+    addr
+}
+
+fn run(backend: Backend, blocking_send: bool) -> (u64, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = ack_server(stop.clone());
+    let conn = ConnectionConfig::new(addr.to_string())
+        .with_backend(backend)
+        .with_keepalive_interval(Duration::from_secs(3600));
+    let linger = if blocking_send {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(1)
+    };
+    let p = Producer::with_config(
+        ProducerConfig::default()
+            .with_linger(linger)
+            .with_connection(conn),
+    )
+    .unwrap();
+    let value = [7u8; 1000];
+    let mut send = |n: usize| {
+        for _ in 0..n {
+            if blocking_send {
+                p.send(1, &value).unwrap();
+            } else {
+                p.send_async(1, &value).unwrap();
+            }
+        }
+        p.flush(Duration::from_secs(30)).unwrap();
+    };
+    // Warm up: pools, queues and buffers reach their working size.
+    let records = if blocking_send { 3_000 } else { 20_000 };
+    send(records);
+    let before = ALLOCS.load(Ordering::Relaxed);
+    send(records);
+    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    p.close(Duration::from_secs(5)).unwrap();
+    (allocs, records as u64)
+}
+
+#[test]
+fn producer_allocates_nothing_per_record() {
+    for backend in common::backends() {
+        for blocking in [false, true] {
+            let (allocs, records) = run(backend, blocking);
+            eprintln!("{backend} blocking={blocking}: {allocs} allocations for {records} records");
+            // Allow a handful of one-off allocations (a late pool growth), nothing that
+            // scales with the record count.
+            assert!(
+                allocs <= 16,
+                "{backend} blocking={blocking}: {allocs} allocations for {records} records"
+            );
+        }
+    }
+}
