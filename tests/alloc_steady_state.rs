@@ -103,7 +103,7 @@ fn run(backend: Backend, blocking_send: bool) -> (u64, u64) {
     )
     .unwrap();
     let value = [7u8; 1000];
-    let mut send = |n: usize| {
+    let send = |n: usize| {
         for _ in 0..n {
             if blocking_send {
                 p.send(1, &value).unwrap();
