@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::driver::{Backend, DriverConfig};
+use crate::driver::{Backend, DriverConfig, ZeroCopy};
 use crate::proto::{Checksum, DEFAULT_PORT};
 use crate::session::SessionConfig;
 use crate::Error;
@@ -56,6 +56,8 @@ pub struct ConnectionConfig {
     pub reconnect_backoff: Duration,
     /// Largest reconnect delay. Default 10 s.
     pub reconnect_backoff_max: Duration,
+    /// SEND_ZC policy of the io_uring backend. Default [`ZeroCopy::Auto`].
+    pub zero_copy: ZeroCopy,
 }
 
 impl Default for ConnectionConfig {
@@ -74,6 +76,7 @@ impl Default for ConnectionConfig {
             auth_token: None,
             reconnect_backoff: Duration::from_millis(100),
             reconnect_backoff_max: Duration::from_secs(10),
+            zero_copy: ZeroCopy::Auto,
         }
     }
 }
@@ -141,6 +144,11 @@ impl ConnectionConfig {
         self.auth_token = Some(token.into());
         self
     }
+    /// Sets [`ConnectionConfig::zero_copy`].
+    pub fn with_zero_copy(mut self, z: ZeroCopy) -> Self {
+        self.zero_copy = z;
+        self
+    }
     /// Sets the reconnect back-off range.
     pub fn with_reconnect_backoff(mut self, first: Duration, max: Duration) -> Self {
         self.reconnect_backoff = first;
@@ -177,6 +185,7 @@ impl ConnectionConfig {
             pin_cpu: self.pin_cpu,
             busy_poll: self.busy_poll,
             thread_name: name.to_owned(),
+            zero_copy: self.zero_copy,
             ..DriverConfig::default()
         }
     }

@@ -57,7 +57,7 @@ pub mod testkit;
 pub use admin::{FetchOutcome, LanceClient};
 pub use config::ConnectionConfig;
 pub use delivery::{DeliveryTicket, RecordMetadata};
-pub use driver::{Backend, DriverStats};
+pub use driver::{Backend, DriverStats, ZeroCopy};
 pub use error::{BufferLimit, Error, Result};
 pub use producer::{
     FullBufferPolicy, LatencySummary, ProduceRecord, Producer, ProducerConfig, ProducerStats,

@@ -14,7 +14,7 @@ use crate::proto::{
     ingest_header, seal_frame, RecordType, HEADER_LEN, MAX_PAYLOAD_LEN, MAX_VALUE_LEN,
     TLV_HEADER_LEN,
 };
-use crate::session::Batch;
+use crate::session::{Batch, FrameBuf};
 use crate::{BufferLimit, Error};
 
 /// What `send` does when the buffer-memory cap is reached.
@@ -282,8 +282,9 @@ pub struct ProducerStats {
 #[derive(Debug)]
 struct Open {
     /// Frame: 44 bytes of header space, then records (or the uncompressed records when
-    /// compression is on; they are compressed into a new frame when sealed).
-    buf: Vec<u8>,
+    /// compression is on; they are compressed into a new frame when sealed). A registered
+    /// buffer never grows: a record that does not fit closes the batch first.
+    buf: FrameBuf,
     records: u32,
     slot: Arc<DeliverySlot>,
     deadline: Instant,
@@ -293,7 +294,7 @@ struct Open {
 struct Accumulators {
     open: HashMap<u32, Open>,
     pool: SlotPool,
-    spare: Vec<Vec<u8>>,
+    spare: Vec<FrameBuf>,
     /// Earliest linger deadline the driver has been told about.
     notified: Option<Instant>,
 }
@@ -310,20 +311,20 @@ struct Shared {
 
 impl Shared {
     /// Seals `open` into a batch.
-    fn seal(&self, topic_id: u32, open: Open, spare: &mut Vec<Vec<u8>>) -> Result<Batch, Error> {
+    fn seal(&self, topic_id: u32, open: Open, spare: &mut Vec<FrameBuf>) -> Result<Batch, Error> {
         let Open {
             mut buf,
             records,
             slot,
             ..
         } = open;
-        let bytes = buf.len() - HEADER_LEN;
+        let bytes = buf.data.len() - HEADER_LEN;
         if self.cfg.compression {
-            let mut frame = spare.pop().unwrap_or_default();
-            frame.clear();
-            frame.resize(HEADER_LEN, 0);
-            compress_records(&buf[HEADER_LEN..], &mut frame)?;
-            buf.clear();
+            let mut frame = spare.pop().unwrap_or_else(|| FrameBuf::heap(Vec::new()));
+            frame.data.clear();
+            frame.data.resize(HEADER_LEN, 0);
+            compress_records(&buf.data[HEADER_LEN..], &mut frame.data)?;
+            buf.data.clear();
             spare.push(buf);
             buf = frame;
         }
@@ -333,7 +334,7 @@ impl Shared {
         seal_frame(
             self.cfg.connection.checksum,
             ingest_header(0, ts, records, topic_id),
-            &mut buf,
+            &mut buf.data,
         );
         slot.set_size(bytes, records);
         self.batches_sealed.fetch_add(1, Ordering::Relaxed);
@@ -443,6 +444,10 @@ impl Producer {
         });
         let mut dcfg: DriverConfig = shared.cfg.connection.driver_config("lnc-producer");
         dcfg.session.max_inflight = shared.cfg.max_pending_acks;
+        // Registered send buffers: enough for the window plus the open batches, each a
+        // batch plus room for the record that closes it.
+        let size = (HEADER_LEN + shared.cfg.batch_size + 16 * 1024).next_multiple_of(4096);
+        dcfg.send_buffers = ((shared.cfg.max_pending_acks + 16).min(1024), size);
         dcfg.accumulator = Some(shared.clone());
         let driver = Driver::spawn(dcfg)?;
         Ok(Producer {
@@ -526,10 +531,14 @@ impl Producer {
         {
             let mut guard = self.shared.acc.lock().unwrap_or_else(|e| e.into_inner());
             let acc = &mut *guard;
-            // A record that does not fit closes the open batch first.
+            // A record that does not fit closes the open batch first: over the frame
+            // limit, or over a registered buffer's capacity (which must not grow).
             if let Some(open) = acc.open.get(&topic_id) {
-                let len = open.buf.len() - HEADER_LEN;
-                if len + size > MAX_PAYLOAD_LEN as usize {
+                let len = open.buf.data.len() - HEADER_LEN;
+                let over_fixed = open.buf.reg.is_some()
+                    && open.buf.data.len() + size > open.buf.data.capacity()
+                    && open.records > 0;
+                if len + size > MAX_PAYLOAD_LEN as usize || over_fixed {
                     let open = acc.open.remove(&topic_id).expect("present");
                     sealed[0] = Some(self.shared.seal(topic_id, open, &mut acc.spare)?);
                 }
@@ -541,9 +550,11 @@ impl Producer {
                         .driver
                         .recycled_buffer()
                         .or_else(|| acc.spare.pop())
-                        .unwrap_or_else(|| Vec::with_capacity(HEADER_LEN + cfg.batch_size + 64));
-                    buf.clear();
-                    buf.resize(HEADER_LEN, 0);
+                        .unwrap_or_else(|| {
+                            FrameBuf::heap(Vec::with_capacity(HEADER_LEN + cfg.batch_size + 64))
+                        });
+                    buf.data.clear();
+                    buf.data.resize(HEADER_LEN, 0);
                     let deadline = Instant::now() + cfg.linger;
                     if acc.notified.is_none_or(|n| deadline < n) && !cfg.linger.is_zero() {
                         acc.notified = Some(deadline);
@@ -557,7 +568,15 @@ impl Producer {
                     })
                 }
             };
-            if let Err(e) = record.encode(&mut open.buf) {
+            if open.buf.reg.is_some() && open.buf.data.len() + size > open.buf.data.capacity() {
+                // Even an empty registered buffer is too small: use heap memory for
+                // this batch and keep the registered one for later.
+                let mut heap = Vec::with_capacity(HEADER_LEN + size.max(cfg.batch_size));
+                heap.extend_from_slice(&open.buf.data);
+                let fixed = std::mem::replace(&mut open.buf, FrameBuf::heap(heap));
+                acc.spare.push(fixed);
+            }
+            if let Err(e) = record.encode(&mut open.buf.data) {
                 // `validate` makes this unreachable; still, leave nothing behind.
                 gauge.unacquire(size);
                 drop(guard);
@@ -568,7 +587,7 @@ impl Producer {
             }
             ticket = DeliveryTicket::new(open.slot.clone(), open.records, cfg.connection.spin);
             open.records += 1;
-            if open.buf.len() - HEADER_LEN >= cfg.batch_size || cfg.linger.is_zero() {
+            if open.buf.data.len() - HEADER_LEN >= cfg.batch_size || cfg.linger.is_zero() {
                 let open = acc.open.remove(&topic_id).expect("present");
                 sealed[1] = Some(self.shared.seal(topic_id, open, &mut acc.spare)?);
             }

@@ -76,12 +76,39 @@ impl Default for SessionConfig {
     }
 }
 
+/// A frame buffer: heap memory, or one of the io_uring driver's registered send buffers
+/// (usable by SEND_ZC with `IORING_RECVSEND_FIXED_BUF`).
+#[derive(Debug)]
+pub(crate) struct FrameBuf {
+    pub(crate) data: Vec<u8>,
+    /// The registration this allocation came with: buffer index, address and capacity.
+    pub(crate) reg: Option<(u16, usize, usize)>,
+}
+
+impl FrameBuf {
+    /// Plain heap memory.
+    pub(crate) fn heap(data: Vec<u8>) -> FrameBuf {
+        FrameBuf { data, reg: None }
+    }
+
+    /// The registered buffer index, if `data` is still exactly the registered allocation.
+    /// A `Vec` that grew was reallocated (its capacity changed for good), and one that was
+    /// dropped took its registration with it, so this never names other memory.
+    pub(crate) fn fixed_index(&self) -> Option<u16> {
+        self.reg
+            .filter(|&(_, addr, cap)| {
+                self.data.as_ptr() as usize == addr && self.data.capacity() == cap
+            })
+            .map(|(i, _, _)| i)
+    }
+}
+
 /// One sealed ingest frame and who waits for it.
 #[derive(Debug)]
 pub(crate) struct Batch {
     /// Header and payload; bytes 12..20 (batch id) are patched when it is sent, which
     /// needs no CRC update (the header CRC covers bytes 0..8 only).
-    pub(crate) frame: Vec<u8>,
+    pub(crate) frame: FrameBuf,
     pub(crate) records: u32,
     pub(crate) slot: Arc<DeliverySlot>,
     /// Fail with a timeout when not acknowledged by then.
@@ -253,7 +280,7 @@ pub(crate) struct Session {
     /// Small frames handed to the driver and not yet reported written.
     small_tx: Vec<(u64, Vec<u8>)>,
     /// Frames of resolved batches the driver may still be reading.
-    retired: Vec<(u64, Vec<u8>)>,
+    retired: Vec<(u64, FrameBuf)>,
     errors: VecDeque<ServerError>,
     quorum_lost: bool,
     fence: FenceState,
@@ -269,7 +296,7 @@ pub(crate) struct Session {
     stats: SessionStats,
     fatal: Option<Fatal>,
     /// Free frame buffers to give back to the producer.
-    spent: Vec<Vec<u8>>,
+    spent: Vec<FrameBuf>,
     /// Reused list of actions decoded from one chunk.
     actions: Vec<Action>,
     latency: Histogram<u64>,
@@ -335,7 +362,7 @@ impl Session {
     }
 
     /// Frame buffers no longer needed, for reuse.
-    pub(crate) fn take_spent(&mut self, out: &mut Vec<Vec<u8>>) {
+    pub(crate) fn take_spent(&mut self, out: &mut Vec<FrameBuf>) {
         out.append(&mut self.spent);
     }
 
@@ -448,7 +475,7 @@ impl Session {
     /// The next frame to write, or `None`. The returned bytes stay valid, unmoved and
     /// unmodified until [`Session::tx_complete`] is called with the key (or the
     /// connection is closed and every operation on it has completed).
-    pub(crate) fn poll_transmit(&mut self, now: Instant) -> Option<(TxKey, &[u8])> {
+    pub(crate) fn poll_transmit(&mut self, now: Instant) -> Option<(TxKey, &[u8], Option<u16>)> {
         if !self.is_connected() {
             return None;
         }
@@ -456,7 +483,7 @@ impl Session {
             self.small_tx.push((seq, buf));
             self.last_tx = now;
             let (seq, buf) = self.small_tx.last().expect("just pushed");
-            return Some((TxKey::Other(*seq), buf.as_slice()));
+            return Some((TxKey::Other(*seq), buf.as_slice(), None));
         }
         if self.phase != Phase::Ready {
             return None;
@@ -476,7 +503,7 @@ impl Session {
                     });
                     self.last_tx = now;
                     let p = self.calls_pending.back().expect("just pushed");
-                    return Some((TxKey::Other(seq | CALL_BIT), p.call.frame.as_slice()));
+                    return Some((TxKey::Other(seq | CALL_BIT), p.call.frame.as_slice(), None));
                 }
             }
         }
@@ -489,7 +516,7 @@ impl Session {
         }
         let mut batch = self.queue.pop_front()?;
         let id = self.take_batch_id();
-        batch.frame[offset::BATCH_ID..offset::BATCH_ID + 8].copy_from_slice(&id.to_le_bytes());
+        batch.frame.data[offset::BATCH_ID..offset::BATCH_ID + 8].copy_from_slice(&id.to_le_bytes());
         let seq = self.bump_seq();
         self.inflight.push_back(Inflight {
             batch_id: id,
@@ -500,7 +527,11 @@ impl Session {
         });
         self.last_tx = now;
         let f = self.inflight.back().expect("just pushed");
-        Some((TxKey::Batch(id), f.batch.frame.as_slice()))
+        Some((
+            TxKey::Batch(id),
+            f.batch.frame.data.as_slice(),
+            f.batch.frame.fixed_index(),
+        ))
     }
 
     /// The driver finished writing the frame with `key`.
@@ -680,7 +711,7 @@ impl Session {
         b.attempts += 1;
         if f.tx_pending {
             // The driver still reads this buffer: retry with a copy.
-            let copy = b.frame.clone();
+            let copy = FrameBuf::heap(b.frame.data.clone());
             self.retired
                 .push((f.batch_id, std::mem::replace(&mut b.frame, copy)));
         }
@@ -695,7 +726,7 @@ impl Session {
         }
     }
 
-    fn fail_slot(stats: &mut SessionStats, spent: &mut Vec<Vec<u8>>, b: Batch, error: Error) {
+    fn fail_slot(stats: &mut SessionStats, spent: &mut Vec<FrameBuf>, b: Batch, error: Error) {
         b.slot.fail(error, b.attempts);
         stats.batches_failed += 1;
         spent.push(b.frame);
@@ -991,7 +1022,7 @@ mod tests {
         slot.reset(topic);
         (
             Batch {
-                frame,
+                frame: FrameBuf::heap(frame),
                 records: 1,
                 slot: slot.clone(),
                 deadline: now + Duration::from_secs(60),
@@ -1010,7 +1041,7 @@ mod tests {
     /// Transmits everything pending; returns (key, bytes) and completes the writes.
     fn flush(s: &mut Session, now: Instant) -> Vec<(TxKey, Vec<u8>)> {
         let mut out = Vec::new();
-        while let Some((k, b)) = s.poll_transmit(now) {
+        while let Some((k, b, _)) = s.poll_transmit(now) {
             out.push((k, b.to_vec()));
         }
         for (k, _) in &out {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
-use crate::session::{Batch, Call, Fatal, Session, SessionConfig, TxKey};
+use crate::session::{Batch, Call, Fatal, FrameBuf, Session, SessionConfig, TxKey};
 use crate::Error;
 use waker::Waker;
 
@@ -104,6 +104,20 @@ pub(crate) trait Accumulator: Send + Sync + fmt::Debug {
     fn expire(&self, now: Instant, sink: &mut dyn FnMut(Batch)) -> Option<Instant>;
 }
 
+/// When the io_uring backend sends large frames with SEND_ZC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ZeroCopy {
+    /// SEND_ZC for frames of 16 KiB or more until the kernel's notifications show it
+    /// copies anyway (as on loopback); then copying sends for the rest of the connection.
+    #[default]
+    Auto,
+    /// SEND_ZC for every frame of 16 KiB or more, whatever the notifications say.
+    Always,
+    /// Never SEND_ZC.
+    Never,
+}
+
 /// Messages from handles to the driver thread.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -138,6 +152,9 @@ pub(crate) struct DriverConfig {
     pub(crate) thread_name: String,
     /// Where lingering batches live.
     pub(crate) accumulator: Option<Arc<dyn Accumulator>>,
+    pub(crate) zero_copy: ZeroCopy,
+    /// Registered send buffers the io_uring backend makes for the handle: count, bytes.
+    pub(crate) send_buffers: (usize, usize),
 }
 
 impl Default for DriverConfig {
@@ -154,6 +171,8 @@ impl Default for DriverConfig {
             queue_capacity: 4096,
             thread_name: "lnc-uring".into(),
             accumulator: None,
+            zero_copy: ZeroCopy::Auto,
+            send_buffers: (0, 0),
         }
     }
 }
@@ -170,6 +189,7 @@ pub(crate) struct Counters {
     pub(crate) send_ops: AtomicU64,
     pub(crate) zc_sends: AtomicU64,
     pub(crate) zc_copied: AtomicU64,
+    pub(crate) zc_fixed: AtomicU64,
     pub(crate) recv_events: AtomicU64,
     pub(crate) buffer_shortages: AtomicU64,
     pub(crate) waits: AtomicU64,
@@ -210,6 +230,8 @@ pub struct DriverStats {
     pub zc_sends: u64,
     /// Zero-copy sends the kernel reported it copied anyway (loopback does).
     pub zc_copied: u64,
+    /// Zero-copy sends from registered (fixed) buffers.
+    pub zc_fixed: u64,
     /// Receive completions.
     pub recv_events: u64,
     /// Times the receive buffers ran out (ENOBUFS) and receive was re-armed.
@@ -236,7 +258,7 @@ pub(crate) struct Driver {
     tx: Sender<Command>,
     waker: Arc<Waker>,
     counters: Arc<Counters>,
-    recycled: Receiver<Vec<u8>>,
+    recycled: Receiver<FrameBuf>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -288,7 +310,7 @@ impl Driver {
     }
 
     /// A frame buffer the driver is done with, if any.
-    pub(crate) fn recycled_buffer(&self) -> Option<Vec<u8>> {
+    pub(crate) fn recycled_buffer(&self) -> Option<FrameBuf> {
         self.recycled.try_recv().ok()
     }
 
@@ -341,6 +363,7 @@ impl Driver {
             send_ops: l(&c.send_ops),
             zc_sends: l(&c.zc_sends),
             zc_copied: l(&c.zc_copied),
+            zc_fixed: l(&c.zc_fixed),
             recv_events: l(&c.recv_events),
             buffer_shortages: l(&c.buffer_shortages),
             waits: l(&c.waits),
@@ -390,8 +413,9 @@ pub(crate) trait Io {
     /// Whether another frame may be queued for sending now.
     fn can_queue(&self) -> bool;
     /// Queues a frame. `bytes` must stay valid and unchanged until `Events::sent` reports
-    /// its key or `Events::closed` is reported.
-    fn queue(&mut self, key: TxKey, bytes: &[u8]);
+    /// its key or `Events::closed` is reported. `fixed` names the registered buffer that
+    /// holds `bytes`, if any.
+    fn queue(&mut self, key: TxKey, bytes: &[u8], fixed: Option<u16>);
     /// Starts closing; `Events::closed` follows once every operation has completed.
     fn close(&mut self);
     /// Submits queued work and waits up to `timeout` (zero: do not block) for events.
@@ -403,7 +427,7 @@ fn thread_main(
     rx: Receiver<Command>,
     waker: Arc<Waker>,
     counters: Arc<Counters>,
-    recycle: Sender<Vec<u8>>,
+    recycle: Sender<FrameBuf>,
     ready: Sender<Result<(), Error>>,
 ) {
     if let Some(cpu) = cfg.pin_cpu {
@@ -417,9 +441,17 @@ fn thread_main(
     #[cfg(target_os = "linux")]
     {
         if cfg.backend != Backend::Poll {
-            match uring::Uring::new(waker.clone(), counters.clone()) {
-                Ok(io) => {
+            match uring::Uring::new(
+                waker.clone(),
+                counters.clone(),
+                cfg.zero_copy,
+                cfg.send_buffers,
+            ) {
+                Ok((io, bufs)) => {
                     counters.backend.store(BACKEND_URING, Ordering::Relaxed);
+                    for b in bufs {
+                        let _ = recycle.try_send(b);
+                    }
                     return Loop::new(cfg, rx, waker, counters, recycle, io).run(ready);
                 }
                 Err(e) if cfg.backend == Backend::IoUring => {
@@ -453,7 +485,7 @@ struct Loop<I: Io> {
     rx: Receiver<Command>,
     waker: Arc<Waker>,
     counters: Arc<Counters>,
-    recycle: Sender<Vec<u8>>,
+    recycle: Sender<FrameBuf>,
     io: I,
     st: State,
 }
@@ -471,7 +503,7 @@ struct State {
     /// Set when the first connection attempt has been reported to `spawn`.
     first_outcome: Option<Result<(), Error>>,
     counters: Arc<Counters>,
-    spent: Vec<Vec<u8>>,
+    spent: Vec<FrameBuf>,
 }
 
 impl Events for State {
@@ -530,7 +562,7 @@ impl<I: Io> Loop<I> {
         rx: Receiver<Command>,
         waker: Arc<Waker>,
         counters: Arc<Counters>,
-        recycle: Sender<Vec<u8>>,
+        recycle: Sender<FrameBuf>,
         io: I,
     ) -> Loop<I> {
         let now = Instant::now();
@@ -622,8 +654,8 @@ impl<I: Io> Loop<I> {
                 Link::Up => {
                     while self.io.can_queue() {
                         match self.st.session.poll_transmit(now) {
-                            Some((key, bytes)) => {
-                                self.io.queue(key, bytes);
+                            Some((key, bytes, fixed)) => {
+                                self.io.queue(key, bytes, fixed);
                                 worked = true;
                             }
                             None => break,
@@ -813,7 +845,7 @@ impl<I: Io> Loop<I> {
     fn recycle_buffers(&mut self) {
         self.st.session.take_spent(&mut self.st.spent);
         for buf in self.st.spent.drain(..) {
-            if buf.capacity() > 0 {
+            if buf.data.capacity() > 0 {
                 let _ = self.recycle.try_send(buf);
             }
         }

@@ -145,7 +145,7 @@ impl Io for PollIo {
         self.link == Link::Up && self.pending.len() < 1024
     }
 
-    fn queue(&mut self, key: TxKey, bytes: &[u8]) {
+    fn queue(&mut self, key: TxKey, bytes: &[u8], _fixed: Option<u16>) {
         self.pending.push_back(Pending {
             key,
             ptr: bytes.as_ptr(),

@@ -29,8 +29,8 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use super::waker::Waker;
-use super::{Counters, Events, Io, Link};
-use crate::session::TxKey;
+use super::{Counters, Events, Io, Link, ZeroCopy};
+use crate::session::{FrameBuf, TxKey};
 
 // user_data: operation kind in the low byte, a sequence number above it.
 const UD_EVENTFD: u64 = 1;
@@ -147,6 +147,8 @@ struct Pending {
     done: usize,
     /// Sequence of the last ZC send that covered part of this frame.
     zc_seq: Option<u64>,
+    /// Registered buffer holding the frame.
+    fixed: Option<u16>,
 }
 
 /// `sendmsg` arguments; boxed so their address is stable while the kernel reads them.
@@ -184,6 +186,9 @@ pub(crate) struct Uring {
     zc_seq: u64,
     zc_enabled: bool,
     zc_supported: bool,
+    zc_policy: ZeroCopy,
+    /// Registered send buffers: address and length of each, by index.
+    registered: Vec<(usize, usize)>,
     zc_sends: u64,
     zc_copied: u64,
     closing: bool,
@@ -221,9 +226,16 @@ fn build_ring() -> io::Result<IoUring> {
 }
 
 impl Uring {
-    /// Creates the ring in the calling (driver) thread. Fails with the kernel's error
-    /// (ENOSYS, EPERM under seccomp, …) so the caller can fall back to `poll`.
-    pub(crate) fn new(waker: Arc<Waker>, counters: Arc<Counters>) -> io::Result<Uring> {
+    /// Creates the ring in the calling (driver) thread, and `send_buffers.0` registered
+    /// send buffers of `send_buffers.1` bytes, returned for the handle to fill. Fails with
+    /// the kernel's error (ENOSYS, EPERM under seccomp, …) so the caller can fall back to
+    /// `poll`.
+    pub(crate) fn new(
+        waker: Arc<Waker>,
+        counters: Arc<Counters>,
+        zc_policy: ZeroCopy,
+        send_buffers: (usize, usize),
+    ) -> io::Result<(Uring, Vec<FrameBuf>)> {
         let ring = build_ring()?;
         let mut probe = io_uring::Probe::new();
         ring.submitter().register_probe(&mut probe)?;
@@ -239,7 +251,7 @@ impl Uring {
                 ));
             }
         }
-        let zc_supported = probe.is_supported(opcode::SendZc::CODE);
+        let zc_supported = probe.is_supported(opcode::SendZc::CODE) && zc_policy != ZeroCopy::Never;
         ring.submitter().register_files_sparse(1)?;
         let mut bufs = BufRing::new()?;
         // SAFETY: the entry array is a live page-aligned mapping of BUF_ENTRIES entries and
@@ -256,11 +268,12 @@ impl Uring {
             bufs.push(bid);
         }
         bufs.publish();
+        let (registered, handed_out) = register_send_buffers(&ring, send_buffers, zc_supported);
         // SAFETY: all-zero is a valid msghdr / iovec / sockaddr_storage bit pattern.
         let msg = Box::new(unsafe { std::mem::zeroed::<MsgState>() });
         // SAFETY: as above.
         let addr = Box::new(unsafe { std::mem::zeroed::<libc::sockaddr_storage>() });
-        Ok(Uring {
+        let uring = Uring {
             ring,
             bufs,
             msg,
@@ -283,13 +296,16 @@ impl Uring {
             zc_seq: 0,
             zc_enabled: zc_supported,
             zc_supported,
+            zc_policy,
+            registered,
             zc_sends: 0,
             zc_copied: 0,
             closing: false,
             cancel_sent: false,
             close_error: None,
             cqes: Vec::with_capacity(256),
-        })
+        };
+        Ok((uring, handed_out))
     }
 
     /// Pushes an SQE, submitting first if the queue is full.
@@ -349,7 +365,20 @@ impl Uring {
             let seq = self.zc_seq;
             let ptr = head.ptr.wrapping_add(head.done);
             let len = head_rem.min(u32::MAX as usize) as u32;
+            // Use the registered buffer only if the range really lies inside it.
+            let fixed = head.fixed.filter(|&i| {
+                self.registered
+                    .get(i as usize)
+                    .is_some_and(|&(base, blen)| {
+                        let a = ptr as usize;
+                        a >= base && a + len as usize <= base + blen
+                    })
+            });
+            if fixed.is_some() {
+                self.counters.zc_fixed.fetch_add(1, Ordering::Relaxed);
+            }
             let e = opcode::SendZc::new(types::Fixed(0), ptr, len)
+                .buf_index(fixed)
                 .flags(libc::MSG_NOSIGNAL)
                 .zc_flags(IORING_SEND_ZC_REPORT_USAGE)
                 .build()
@@ -357,6 +386,8 @@ impl Uring {
             // SAFETY: `ptr..ptr+len` lies inside a queued frame, which the session keeps
             // valid until it is reported sent; it is reported only after this send's
             // notification CQE (`zc_held`), or after close when every CQE has arrived.
+            // With a buffer index, the range was checked to lie inside that registered
+            // buffer, whose pages stay pinned until the ring is destroyed.
             unsafe { self.push(e)? };
             self.pending[0].zc_seq = Some(seq);
             self.zc_open.push_back(seq);
@@ -574,7 +605,10 @@ impl Uring {
                     }
                     self.zc_open.retain(|&s| s != seq);
                     // Switch back to copying sends when the kernel copies anyway.
-                    if self.zc_sends >= ZC_PROBE_SENDS && self.zc_copied * 4 >= self.zc_sends * 3 {
+                    if self.zc_policy == ZeroCopy::Auto
+                        && self.zc_sends >= ZC_PROBE_SENDS
+                        && self.zc_copied * 4 >= self.zc_sends * 3
+                    {
                         self.zc_enabled = false;
                     }
                     self.release_zc(events);
@@ -602,6 +636,52 @@ impl Uring {
         }
         Ok(())
     }
+}
+
+/// Allocates and registers the send buffers. Each is a `Vec` whose allocation is
+/// registered as is; it travels to the handle and back in a [`FrameBuf`] that remembers the
+/// registration, and is used as a fixed buffer only while it is still that allocation.
+/// Memory freed while registered stays pinned by the kernel until the ring is destroyed,
+/// and nothing is sent from it any more: safe, if wasteful. On failure (RLIMIT_MEMLOCK
+/// on old kernels) the buffers are handed out unregistered.
+fn register_send_buffers(
+    ring: &IoUring,
+    (count, size): (usize, usize),
+    zc: bool,
+) -> (Vec<(usize, usize)>, Vec<FrameBuf>) {
+    let count = count.min(u16::MAX as usize);
+    let mut bufs: Vec<Vec<u8>> = (0..count).map(|_| Vec::with_capacity(size)).collect();
+    if !zc || count == 0 || size == 0 {
+        return (Vec::new(), bufs.into_iter().map(FrameBuf::heap).collect());
+    }
+    let iovecs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.capacity(),
+        })
+        .collect();
+    // SAFETY: each iovec describes the whole allocation of a live Vec. The kernel pins
+    // those pages until the buffers are unregistered or the ring is destroyed; a Vec
+    // freed earlier leaves pinned pages behind but is never sent from again, because a
+    // send uses index i only for a range inside the registered (address, length).
+    let ok = unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
+    if !ok {
+        return (Vec::new(), bufs.into_iter().map(FrameBuf::heap).collect());
+    }
+    let table = iovecs
+        .iter()
+        .map(|v| (v.iov_base as usize, v.iov_len))
+        .collect();
+    let handed = bufs
+        .into_iter()
+        .enumerate()
+        .map(|(i, data)| {
+            let reg = Some((i as u16, data.as_ptr() as usize, data.capacity()));
+            FrameBuf { data, reg }
+        })
+        .collect();
+    (table, handed)
 }
 
 fn sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
@@ -704,13 +784,14 @@ impl Io for Uring {
         self.link == Link::Up && !self.closing && self.pending.len() < 4096
     }
 
-    fn queue(&mut self, key: TxKey, bytes: &[u8]) {
+    fn queue(&mut self, key: TxKey, bytes: &[u8], fixed: Option<u16>) {
         self.pending.push_back(Pending {
             key,
             ptr: bytes.as_ptr(),
             len: bytes.len(),
             done: 0,
             zc_seq: None,
+            fixed,
         });
     }
 
