@@ -130,10 +130,11 @@ fn producer_allocates_nothing_per_record() {
         for blocking in [false, true] {
             let (allocs, records) = run(backend, blocking);
             eprintln!("{backend} blocking={blocking}: {allocs} allocations for {records} records");
-            // Allow a handful of one-off allocations (a late pool growth), nothing that
-            // scales with the record count.
+            // Nothing may scale with the record count, or with the batch count (20 000
+            // records of 1 KiB are about 650 batches): a few pool growths when the
+            // in-flight high-water mark moves are all that is allowed.
             assert!(
-                allocs <= 16,
+                allocs <= 64,
                 "{backend} blocking={blocking}: {allocs} allocations for {records} records"
             );
         }
