@@ -199,6 +199,7 @@ pub(crate) struct Counters {
     pub(crate) keepalives_sent: AtomicU64,
     pub(crate) unattributed_errors: AtomicU64,
     pub(crate) records_acked: AtomicU64,
+    pub(crate) batches_in_flight: AtomicU64,
     /// Why the last connection was dropped.
     pub(crate) last_error: Mutex<Option<String>>,
     /// ACK latency, µs.
@@ -240,6 +241,8 @@ pub struct DriverStats {
     pub waits: u64,
     /// eventfd writes by handles to wake the driver.
     pub wakeups: u64,
+    /// Batches sent or queued in the driver and not yet resolved.
+    pub batches_in_flight: u64,
     /// Batches acknowledged.
     pub batches_acked: u64,
     /// Batches failed.
@@ -368,6 +371,7 @@ impl Driver {
             buffer_shortages: l(&c.buffer_shortages),
             waits: l(&c.waits),
             wakeups: self.waker.writes(),
+            batches_in_flight: l(&c.batches_in_flight),
             batches_acked: l(&c.batches_acked),
             batches_failed: l(&c.batches_failed),
             batches_retried: l(&c.batches_retried),
@@ -865,6 +869,8 @@ impl<I: Io> Loop<I> {
         let c = &self.counters;
         c.batches_acked.store(s.batches_acked, Ordering::Relaxed);
         c.records_acked.store(s.records_acked, Ordering::Relaxed);
+        c.batches_in_flight
+            .store(self.st.session.outstanding_batches() as u64, Ordering::Relaxed);
         c.batches_failed.store(s.batches_failed, Ordering::Relaxed);
         c.batches_retried
             .store(s.batches_retried, Ordering::Relaxed);
