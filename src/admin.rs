@@ -75,7 +75,7 @@ impl LanceClient {
 
     fn call(&self, request: &Request<'_>) -> Result<Reply, Error> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let deadline = Instant::now() + self.cfg.request_timeout;
+        let deadline = crate::session::after(Instant::now(), self.cfg.request_timeout);
         let call = Call::new(request, self.cfg.checksum, deadline, tx)?;
         self.driver.submit(Command::Call(call))?;
         // The driver answers by the deadline; the margin covers a busy driver thread.

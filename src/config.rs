@@ -165,6 +165,18 @@ impl ConnectionConfig {
                 "keepalive_interval and peer_timeout must be positive".into(),
             ));
         }
+        for (name, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("request_timeout", self.request_timeout),
+            ("keepalive_interval", self.keepalive_interval),
+            ("peer_timeout", self.peer_timeout),
+            ("reconnect_backoff", self.reconnect_backoff),
+            ("reconnect_backoff_max", self.reconnect_backoff_max),
+            ("spin", self.spin),
+            ("busy_poll", self.busy_poll.unwrap_or_default()),
+        ] {
+            check_duration(name, d)?;
+        }
         Ok(())
     }
 
@@ -189,4 +201,17 @@ impl ConnectionConfig {
             ..DriverConfig::default()
         }
     }
+}
+
+/// Longest duration accepted in a configuration: a year (anything longer means "never"
+/// in practice and risks overflowing clock arithmetic).
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+pub(crate) fn check_duration(name: &str, d: Duration) -> Result<(), Error> {
+    if d > MAX_DURATION {
+        return Err(Error::Config(format!(
+            "{name} must be at most a year, got {d:?}"
+        )));
+    }
+    Ok(())
 }

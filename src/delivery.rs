@@ -6,7 +6,7 @@
 //! reused once no ticket refers to them (`Arc::strong_count == 1`), so steady-state
 //! sending allocates nothing per record.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -109,6 +109,10 @@ impl DeliverySlot {
             return;
         }
         self.state.store(state, Ordering::Release);
+        // Store-then-load against the waiter's store of `has_waiters` then load of
+        // `state`: without a full fence on both sides each could miss the other's store
+        // (x86 reorders a store with a later load) and the waiter would sleep forever.
+        fence(Ordering::SeqCst);
         if let Some(g) = &self.gauge {
             g.release(
                 self.bytes.swap(0, Ordering::Relaxed),
@@ -151,7 +155,7 @@ impl DeliverySlot {
             return true;
         }
         if !spin.is_zero() {
-            let until = Instant::now() + spin;
+            let until = crate::session::after(Instant::now(), spin);
             while Instant::now() < until {
                 for _ in 0..64 {
                     if self.is_done() {
@@ -173,6 +177,8 @@ impl DeliverySlot {
                 }
                 self.has_waiters.store(true, Ordering::SeqCst);
             }
+            // Pairs with the fence in `finish` (see there).
+            fence(Ordering::SeqCst);
             // Re-check after publishing: the completer reads `has_waiters` after its
             // state store, so one of us sees the other.
             if self.is_done() {
@@ -229,7 +235,7 @@ impl DeliveryTicket {
 
     /// Blocks at most `timeout`; `None` if the record is still pending then.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<RecordMetadata, Error>> {
-        self.wait_deadline(Instant::now() + timeout)
+        self.wait_deadline(crate::session::after(Instant::now(), timeout))
     }
 
     /// Blocks until `deadline`; `None` if the record is still pending then.

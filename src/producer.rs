@@ -14,7 +14,7 @@ use crate::proto::{
     ingest_header, seal_frame, RecordType, HEADER_LEN, MAX_PAYLOAD_LEN, MAX_VALUE_LEN,
     TLV_HEADER_LEN,
 };
-use crate::session::{Batch, FrameBuf};
+use crate::session::{after, Batch, FrameBuf};
 use crate::{BufferLimit, Error};
 
 /// What `send` does when the buffer-memory cap is reached.
@@ -136,6 +136,11 @@ impl ProducerConfig {
         }
         if self.buffer_memory == 0 {
             return Err(Error::Config("buffer_memory must be at least 1".into()));
+        }
+        crate::config::check_duration("linger", self.linger)?;
+        crate::config::check_duration("delivery_timeout", self.delivery_timeout)?;
+        if let FullBufferPolicy::Block(t) = self.full_buffer {
+            crate::config::check_duration("full_buffer block time", t)?;
         }
         self.connection.validate()
     }
@@ -342,8 +347,9 @@ impl Shared {
             frame: buf,
             records,
             slot,
-            deadline: Instant::now() + self.cfg.delivery_timeout,
+            deadline: after(Instant::now(), self.cfg.delivery_timeout),
             attempts: 0,
+            not_before: None,
         })
     }
 }
@@ -446,8 +452,14 @@ impl Producer {
         dcfg.session.max_inflight = shared.cfg.max_pending_acks;
         // Registered send buffers: enough for the window plus the open batches, each a
         // batch plus room for the record that closes it.
+        // Pinned memory is capped at 64 MiB; batches over 4 MiB use heap memory.
         let size = (HEADER_LEN + shared.cfg.batch_size + 16 * 1024).next_multiple_of(4096);
-        dcfg.send_buffers = ((shared.cfg.max_pending_acks + 16).min(1024), size);
+        let count = if size > 4 << 20 {
+            0
+        } else {
+            (shared.cfg.max_pending_acks + 16).min((64 << 20) / size)
+        };
+        dcfg.send_buffers = (count, size);
         dcfg.accumulator = Some(shared.clone());
         let driver = Driver::spawn(dcfg)?;
         Ok(Producer {
@@ -516,7 +528,7 @@ impl Producer {
         let room = match cfg.full_buffer {
             FullBufferPolicy::Fail => gauge.try_acquire(size, cfg.buffer_memory),
             FullBufferPolicy::Block(t) => {
-                gauge.acquire(size, cfg.buffer_memory, Instant::now() + t)
+                gauge.acquire(size, cfg.buffer_memory, after(Instant::now(), t))
             }
         };
         if !room {
@@ -555,7 +567,7 @@ impl Producer {
                         });
                     buf.data.clear();
                     buf.data.resize(HEADER_LEN, 0);
-                    let deadline = Instant::now() + cfg.linger;
+                    let deadline = after(Instant::now(), cfg.linger);
                     if acc.notified.is_none_or(|n| deadline < n) && !cfg.linger.is_zero() {
                         acc.notified = Some(deadline);
                         linger_at = Some(deadline);
@@ -609,7 +621,7 @@ impl Producer {
     /// acknowledged or failed. On timeout, fails with [`Error::Timeout`] naming how many
     /// records are still unacknowledged (they stay in flight).
     pub fn flush(&self, timeout: Duration) -> Result<(), Error> {
-        self.flush_deadline(Instant::now() + timeout)
+        self.flush_deadline(after(Instant::now(), timeout))
     }
 
     fn flush_deadline(&self, deadline: Instant) -> Result<(), Error> {
@@ -644,7 +656,7 @@ impl Producer {
     /// Flushes, then stops the driver thread. Records still unacknowledged at the
     /// deadline fail with [`Error::Closed`]; their number is reported in the error.
     pub fn close(self, timeout: Duration) -> Result<(), Error> {
-        self.close_inner(Instant::now() + timeout)
+        self.close_inner(after(Instant::now(), timeout))
     }
 
     fn close_inner(&self, deadline: Instant) -> Result<(), Error> {
@@ -691,7 +703,7 @@ impl Drop for Producer {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        let deadline = Instant::now() + self.shared.cfg.delivery_timeout;
+        let deadline = after(Instant::now(), self.shared.cfg.delivery_timeout);
         if let Err(e) = self.close_inner(deadline) {
             eprintln!("lnc-uring: producer dropped: {e}");
         }

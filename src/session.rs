@@ -114,6 +114,30 @@ pub(crate) struct Batch {
     /// Fail with a timeout when not acknowledged by then.
     pub(crate) deadline: Instant,
     pub(crate) attempts: u32,
+    /// A retry waits until then (back-off after a retryable error).
+    pub(crate) not_before: Option<Instant>,
+}
+
+impl Batch {
+    fn take_frame(&mut self) -> FrameBuf {
+        std::mem::replace(&mut self.frame, FrameBuf::heap(Vec::new()))
+    }
+}
+
+impl Drop for Batch {
+    /// A batch dropped without an outcome (its driver thread is gone, or the command
+    /// could not be queued) fails its records rather than leaving them pending.
+    fn drop(&mut self) {
+        if !self.slot.is_done() {
+            self.slot.fail(Error::Closed, self.attempts);
+        }
+    }
+}
+
+/// `t + d`, saturating far in the future instead of overflowing.
+pub(crate) fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(100 * 365 * 86_400))
 }
 
 /// A control request and where its reply goes.
@@ -220,12 +244,16 @@ struct Inflight {
     sent_at: Instant,
     /// Sequence number of the frame, to compare with fences.
     seq: u64,
+    /// Its delivery deadline passed and its slot failed; it stays here as a placeholder
+    /// so a late ACK or error still lines up, until an ACK or a fence resolves it.
+    timed_out: bool,
 }
 
 #[derive(Debug)]
 struct PendingCall {
     call: Call,
     tx_pending: bool,
+    seq: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,6 +327,8 @@ pub(crate) struct Session {
     spent: Vec<FrameBuf>,
     /// Reused list of actions decoded from one chunk.
     actions: Vec<Action>,
+    /// A valid frame arrived on this connection (proof of life, for reconnect back-off).
+    heard: bool,
     latency: Histogram<u64>,
 }
 
@@ -330,6 +360,7 @@ impl Session {
             fatal: None,
             spent: Vec::new(),
             actions: Vec::new(),
+            heard: false,
             latency: new_histogram(),
         }
     }
@@ -354,6 +385,11 @@ impl Session {
     /// Whether a frame is waiting to be written (while connected).
     pub(crate) fn is_connected(&self) -> bool {
         matches!(self.phase, Phase::Authenticating | Phase::Ready)
+    }
+
+    /// Whether a valid frame arrived since the connection came up.
+    pub(crate) fn heard_from_peer(&self) -> bool {
+        self.heard
     }
 
     /// The reason the connection must be closed, once.
@@ -404,6 +440,7 @@ impl Session {
     /// A new connection is up: authenticate first if configured.
     pub(crate) fn on_connected(&mut self, now: Instant) {
         self.decoder.reset();
+        self.heard = false;
         self.last_rx = now;
         self.last_tx = now;
         self.keepalives.clear();
@@ -433,23 +470,25 @@ impl Session {
         } else {
             Phase::Disconnected
         };
-        for f in self.inflight.drain(..).rev() {
+        for f in std::mem::take(&mut self.inflight).into_iter().rev() {
+            if f.timed_out {
+                // Already failed; nothing to resend.
+                self.retire(f);
+                continue;
+            }
             let mut b = f.batch;
             b.attempts += 1;
             self.queue.push_front(b);
         }
         // Trim batches that now exceed their attempt budget.
         let max = self.cfg.max_attempts;
-        let mut keep = VecDeque::with_capacity(self.queue.len());
-        for b in self.queue.drain(..) {
+        for b in std::mem::take(&mut self.queue) {
             if b.attempts >= max {
-                let e = error.clone();
-                Self::fail_slot(&mut self.stats, &mut self.spent, b, e);
+                self.fail_batch(b, error.clone());
             } else {
-                keep.push_back(b);
+                self.queue.push_back(b);
             }
         }
-        self.queue = keep;
         for p in self.calls_pending.drain(..) {
             let _ = p.call.reply.send(Err(error.clone()));
         }
@@ -462,6 +501,7 @@ impl Session {
         }
         self.auth_call = None;
         self.errors.clear();
+        self.quorum_lost = false;
         self.fence = FenceState::None;
         for (_, pong) in self.keepalives.drain(..) {
             if let Some((tx, _)) = pong {
@@ -500,6 +540,7 @@ impl Session {
                     self.calls_pending.push_back(PendingCall {
                         call,
                         tx_pending: true,
+                        seq,
                     });
                     self.last_tx = now;
                     let p = self.calls_pending.back().expect("just pushed");
@@ -514,7 +555,15 @@ impl Session {
         if self.inflight.len() >= self.cfg.max_inflight || self.fence != FenceState::None {
             return None;
         }
+        if self
+            .queue
+            .front()
+            .is_some_and(|b| b.not_before.is_some_and(|t| t > now))
+        {
+            return None;
+        }
         let mut batch = self.queue.pop_front()?;
+        batch.not_before = None;
         let id = self.take_batch_id();
         batch.frame.data[offset::BATCH_ID..offset::BATCH_ID + 8].copy_from_slice(&id.to_le_bytes());
         let seq = self.bump_seq();
@@ -524,6 +573,7 @@ impl Session {
             tx_pending: true,
             sent_at: now,
             seq,
+            timed_out: false,
         });
         self.last_tx = now;
         let f = self.inflight.back().expect("just pushed");
@@ -545,9 +595,12 @@ impl Session {
                     self.spent.push(buf);
                 }
             }
-            TxKey::Other(seq) if seq & CALL_BIT != 0 => {
-                if let Some(p) = self.calls_pending.iter_mut().find(|p| p.tx_pending) {
+            TxKey::Other(key) if key & CALL_BIT != 0 => {
+                let seq = key & !CALL_BIT;
+                if let Some(p) = self.calls_pending.iter_mut().find(|p| p.seq == seq) {
                     p.tx_pending = false;
+                } else {
+                    self.small_tx.retain(|(s, _)| *s != key);
                 }
             }
             TxKey::Other(seq) => self.small_tx.retain(|(s, _)| *s != seq),
@@ -604,6 +657,9 @@ impl Session {
     }
 
     fn apply(&mut self, action: Action, now: Instant) {
+        if !matches!(action, Action::Malformed(_)) {
+            self.heard = true;
+        }
         match action {
             Action::Keepalive => self.on_keepalive_echo(now),
             Action::Ack(id) => self.on_ack(id, now),
@@ -631,7 +687,7 @@ impl Session {
             }
             FenceState::Second { seq } if seq == echoed => {
                 self.fence = FenceState::None;
-                self.resolve_before(seq);
+                self.resolve_before(seq, now);
             }
             _ => {}
         }
@@ -657,16 +713,19 @@ impl Session {
             // Everything before it was skipped: it got no ACK.
             for _ in 0..pos {
                 let f = self.inflight.pop_front().expect("pos < len");
-                self.resolve_skipped(f);
+                self.resolve_skipped(f, now);
             }
             let f = self.inflight.pop_front().expect("found at pos");
-            let attempts = f.batch.attempts + 1;
-            f.batch.slot.ack(id, attempts);
-            self.stats.batches_acked += 1;
-            self.stats.records_acked += u64::from(f.batch.records);
-            let us = now.saturating_duration_since(f.sent_at).as_micros() as u64;
-            let _ = self.latency.record(us.max(1));
+            if !f.timed_out {
+                let attempts = f.batch.attempts + 1;
+                f.batch.slot.ack(id, attempts);
+                self.stats.batches_acked += 1;
+                self.stats.records_acked += u64::from(f.batch.records);
+                let us = now.saturating_duration_since(f.sent_at).as_micros() as u64;
+                let _ = self.latency.record(us.max(1));
+            }
             self.retire(f);
+            self.settle();
             return;
         }
         // Not a batch of ours: the reply to an Unsubscribe?
@@ -680,78 +739,99 @@ impl Session {
                 .call
                 .reply
                 .send(Ok(Reply::Unsubscribed { consumer_id: id }));
+            self.release_call(p);
         }
-        // Otherwise: a late ACK for a batch already resolved (timed out); ignore.
+        // Otherwise an ACK for nothing we sent on this connection: ignore it.
     }
 
-    fn resolve_skipped(&mut self, f: Inflight) {
-        match self.errors.pop_front() {
+    /// Once nothing is in flight, a past quorum failure no longer taints attribution.
+    fn settle(&mut self) {
+        if self.inflight.is_empty() && self.errors.is_empty() {
+            self.quorum_lost = false;
+        }
+    }
+
+    /// A batch got no ACK: it was refused (an error of the queue is its reason) or lost
+    /// in a quorum failure (outcome unknown).
+    fn resolve_skipped(&mut self, f: Inflight, now: Instant) {
+        let error = self.errors.pop_front();
+        if f.timed_out {
+            // Its records already failed; it only kept the line.
+            self.retire(f);
+            return;
+        }
+        match error {
+            // After a quorum failure the errors can arrive out of batch order (the
+            // quorum error is written after the inline errors of later batches of its
+            // chunk, wire-truth §5.7), so no error is trusted to name its batch: every
+            // skipped batch is retried as "outcome unknown". A batch truly refused fails
+            // again on its retry, unambiguously.
+            Some(_) | None if self.quorum_lost => {
+                self.fail_or_retry(f, unknown_outcome(), true, now)
+            }
             Some(e) => {
-                if e.outcome_unknown() {
-                    self.quorum_lost = true;
-                }
                 let retry = e.is_retryable();
-                self.fail_or_retry(f, Error::from(e), retry);
+                self.fail_or_retry(f, Error::from(e), retry, now);
             }
-            None => {
-                // No ACK and no error: dropped after a quorum failure, outcome unknown.
-                self.fail_or_retry(
-                    f,
-                    Error::Server(ServerError::classify(
-                        "FORWARD_FAILED: no acknowledgement after a quorum failure (outcome unknown)",
-                    )),
-                    true,
-                );
-            }
+            // No ACK and no error: dropped after a quorum failure, outcome unknown.
+            None => self.fail_or_retry(f, unknown_outcome(), true, now),
         }
     }
 
-    fn fail_or_retry(&mut self, f: Inflight, error: Error, retry: bool) {
-        let mut b = f.batch;
-        b.attempts += 1;
+    fn fail_or_retry(&mut self, mut f: Inflight, error: Error, retry: bool, now: Instant) {
         if f.tx_pending {
             // The driver still reads this buffer: retry with a copy.
-            let copy = FrameBuf::heap(b.frame.data.clone());
-            self.retired
-                .push((f.batch_id, std::mem::replace(&mut b.frame, copy)));
+            let copy = FrameBuf::heap(f.batch.frame.data.clone());
+            let old = std::mem::replace(&mut f.batch.frame, copy);
+            self.retired.push((f.batch_id, old));
         }
+        let mut b = f.batch;
+        b.attempts += 1;
         if retry && b.attempts < self.cfg.max_attempts {
             self.stats.batches_retried += 1;
-            // Retries go before newer batches, in their original order, to keep
-            // per-topic order as far as the window allows.
+            // Back off a little (the cause — a follower without a leader, a rate
+            // limit — needs time), and go before newer batches, in the original order,
+            // to keep per-topic order as far as the window allows.
+            let exp = RETRY_BACKOFF.saturating_mul(1 << b.attempts.min(6));
+            b.not_before = Some(after(now, exp.min(RETRY_BACKOFF_MAX)));
             self.queue.insert(self.retries_in_pass, b);
             self.retries_in_pass += 1;
         } else {
-            Self::fail_slot(&mut self.stats, &mut self.spent, b, error);
+            self.fail_batch(b, error);
         }
     }
 
-    fn fail_slot(stats: &mut SessionStats, spent: &mut Vec<FrameBuf>, b: Batch, error: Error) {
+    fn fail_batch(&mut self, mut b: Batch, error: Error) {
         b.slot.fail(error, b.attempts);
-        stats.batches_failed += 1;
-        spent.push(b.frame);
+        self.stats.batches_failed += 1;
+        self.spent.push(b.take_frame());
     }
 
-    fn fail_batch(&mut self, b: Batch, error: Error) {
-        Self::fail_slot(&mut self.stats, &mut self.spent, b, error);
-    }
-
-    fn retire(&mut self, f: Inflight) {
+    fn retire(&mut self, mut f: Inflight) {
+        let frame = f.batch.take_frame();
         if f.tx_pending {
-            self.retired.push((f.batch_id, f.batch.frame));
+            self.retired.push((f.batch_id, frame));
         } else {
-            self.spent.push(f.batch.frame);
+            self.spent.push(frame);
+        }
+    }
+
+    /// Drops a pending call, keeping its frame while the driver may still read it.
+    fn release_call(&mut self, p: PendingCall) {
+        if p.tx_pending {
+            self.small_tx.push((p.seq | CALL_BIT, p.call.frame));
         }
     }
 
     /// Fence complete: batches sent before `seq` without an ACK were skipped.
-    fn resolve_before(&mut self, seq: u64) {
+    fn resolve_before(&mut self, seq: u64, now: Instant) {
         self.retries_in_pass = 0;
         while self.inflight.front().is_some_and(|f| f.seq < seq) {
             let f = self.inflight.pop_front().expect("front exists");
-            self.resolve_skipped(f);
+            self.resolve_skipped(f, now);
         }
         self.errors.clear();
+        self.settle();
     }
 
     fn on_reply(&mut self, reply: Reply, now: Instant) {
@@ -783,6 +863,7 @@ impl Session {
                 }
             }
             let _ = p.call.reply.send(Ok(reply));
+            self.release_call(p);
             return;
         }
         match reply {
@@ -794,6 +875,9 @@ impl Session {
                 } = &e.kind
                 {
                     self.fatal.get_or_insert(Fatal::Redirect(addr.clone()));
+                }
+                if e.outcome_unknown() {
+                    self.quorum_lost = true;
                 }
                 self.errors.push_back(e);
                 if self.fence == FenceState::None {
@@ -827,18 +911,25 @@ impl Session {
 
     /// The next instant at which [`Session::handle_timeout`] has work.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        if self.fatal.is_some() {
+            // The connection is being closed; its timers no longer matter.
+            return None;
+        }
         let mut t: Option<Instant> = None;
         let mut min = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
         if self.is_connected() {
-            min(self.last_tx + self.cfg.keepalive_interval);
+            min(after(self.last_tx, self.cfg.keepalive_interval));
             if !self.keepalives.is_empty() || !self.inflight.is_empty() {
-                min(self.last_rx + self.cfg.peer_timeout);
+                min(after(self.last_rx, self.cfg.peer_timeout));
             }
         }
         if let Some(b) = self.queue.front() {
             min(b.deadline);
+            if let Some(nb) = b.not_before {
+                min(nb);
+            }
         }
-        if let Some(f) = self.inflight.front() {
+        for f in self.inflight.iter().filter(|f| !f.timed_out) {
             min(f.batch.deadline);
         }
         for c in self
@@ -853,16 +944,17 @@ impl Session {
 
     /// Runs timers: keepalives, the dead-peer check, delivery and request deadlines.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        if self.is_connected() {
+        if self.is_connected() && self.fatal.is_none() {
             let waiting = !self.keepalives.is_empty() || !self.inflight.is_empty();
-            if waiting && now >= self.last_rx + self.cfg.peer_timeout {
+            if waiting && now >= after(self.last_rx, self.cfg.peer_timeout) {
                 self.fatal.get_or_insert(Fatal::PeerTimeout);
-            } else if now >= self.last_tx + self.cfg.keepalive_interval {
+            } else if now >= after(self.last_tx, self.cfg.keepalive_interval) {
                 self.queue_keepalive(now);
             }
         }
-        // Delivery deadlines: queued batches fail at once; in-flight ones fail too (a
-        // late ACK is ignored), keeping their buffer until the driver is done with it.
+        // Delivery deadlines. Queued batches fail at once. In-flight ones fail too, but
+        // stay in line as placeholders (a late ACK or error must not be given to another
+        // batch) until an ACK skips them or a fence resolves them.
         while self.queue.front().is_some_and(|b| b.deadline <= now) {
             let b = self.queue.pop_front().expect("front exists");
             self.fail_batch(
@@ -870,20 +962,24 @@ impl Session {
                 Error::Timeout("delivery timeout before the batch was sent".into()),
             );
         }
-        let mut i = 0;
-        while i < self.inflight.len() {
-            if self.inflight[i].batch.deadline <= now {
-                let f = self.inflight.remove(i).expect("index in range");
-                let attempts = f.batch.attempts + 1;
-                f.batch.slot.fail(
-                    Error::Timeout("delivery timeout waiting for the ACK".into()),
-                    attempts,
-                );
-                self.stats.batches_failed += 1;
-                self.retire(f);
-            } else {
-                i += 1;
-            }
+        let mut expired_inflight = false;
+        for f in self
+            .inflight
+            .iter_mut()
+            .filter(|f| !f.timed_out && f.batch.deadline <= now)
+        {
+            f.timed_out = true;
+            f.batch.slot.fail(
+                Error::Timeout("delivery timeout waiting for the ACK".into()),
+                f.batch.attempts + 1,
+            );
+            self.stats.batches_failed += 1;
+            expired_inflight = true;
+        }
+        if expired_inflight && self.fence == FenceState::None && self.is_connected() {
+            let seq = self.queue_keepalive(now);
+            self.fence = FenceState::First { seq };
+            self.stats.fences += 1;
         }
         let expired = |c: &Call| c.deadline <= now;
         let mut keep = VecDeque::new();
@@ -900,11 +996,12 @@ impl Session {
         // A pending call that timed out leaves its reply on the way: the stream would
         // be out of step, so the connection is reset.
         if self.calls_pending.iter().any(|p| expired(&p.call)) {
-            for p in self.calls_pending.drain(..) {
+            for p in std::mem::take(&mut self.calls_pending) {
                 let _ = p
                     .call
                     .reply
                     .send(Err(Error::Timeout(format!("{} request", p.call.code))));
+                self.release_call(p);
             }
             self.fatal
                 .get_or_insert(Fatal::Protocol(Error::Timeout("control request".into())));
@@ -914,16 +1011,18 @@ impl Session {
     /// Fails everything (the handle is closing).
     pub(crate) fn abort(&mut self, error: &Error) {
         for f in std::mem::take(&mut self.inflight) {
-            let attempts = f.batch.attempts + 1;
-            f.batch.slot.fail(error.clone(), attempts);
-            self.stats.batches_failed += 1;
+            if !f.timed_out {
+                f.batch.slot.fail(error.clone(), f.batch.attempts + 1);
+                self.stats.batches_failed += 1;
+            }
             self.retire(f);
         }
         for b in std::mem::take(&mut self.queue) {
             self.fail_batch(b, error.clone());
         }
-        for p in self.calls_pending.drain(..) {
+        for p in std::mem::take(&mut self.calls_pending) {
             let _ = p.call.reply.send(Err(error.clone()));
+            self.release_call(p);
         }
         for c in self.calls_queued.drain(..) {
             let _ = c.reply.send(Err(error.clone()));
@@ -942,6 +1041,17 @@ impl Session {
 /// A histogram of microseconds, 1 µs to 1 hour, 3 significant digits.
 pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+/// First retry delay after a retryable error (doubled per attempt).
+const RETRY_BACKOFF: Duration = Duration::from_millis(10);
+/// Largest retry delay.
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+fn unknown_outcome() -> Error {
+    Error::Server(ServerError::classify(
+        "FORWARD_FAILED: no acknowledgement after a quorum failure (outcome unknown)",
+    ))
 }
 
 /// Marks keys of control requests (small frames use plain sequence numbers).
@@ -1027,6 +1137,7 @@ mod tests {
                 slot: slot.clone(),
                 deadline: now + Duration::from_secs(60),
                 attempts: 0,
+                not_before: None,
             },
             slot,
         )
@@ -1201,8 +1312,11 @@ mod tests {
         s.handle_bytes(&echo(), now);
         flush(&mut s, now);
         s.handle_bytes(&echo(), now);
-        // b2 (retryable error), b3 and b4 (outcome unknown) are resent, in order.
-        assert_eq!(ids(&flush(&mut s, now)), [5, 6, 7]);
+        // b2 (retryable error), b3 and b4 (outcome unknown) are resent, in order, after
+        // a short back-off.
+        assert!(ids(&flush(&mut s, now)).is_empty());
+        let later = now + Duration::from_secs(2);
+        assert_eq!(ids(&flush(&mut s, later)), [5, 6, 7]);
         let mut acks = Vec::new();
         for i in 5..=7 {
             acks.extend(ack_frame(C, i));
@@ -1212,6 +1326,75 @@ mod tests {
             assert_eq!(status(slot), Some(Ok(id)));
         }
         assert_eq!(s.stats().batches_retried, 3);
+    }
+
+    #[test]
+    fn quorum_failure_distrusts_out_of_order_errors() {
+        // [b1][b2 quorum][b3][b4 unknown topic][b5] in one chunk arrives as
+        // Error(b4) inline, Ack(b1), Error(quorum): no batch may be failed for good with
+        // another's error; every skipped one is retried (outcome unknown).
+        let now = t0();
+        let mut s = session(now);
+        let slots: Vec<_> = (0..5).map(|_| submit(&mut s, 1, now)).collect();
+        flush(&mut s, now);
+        let mut bytes = error("Unknown topic");
+        bytes.extend(ack_frame(C, 1));
+        bytes.extend(error(
+            "FORWARD_FAILED: Quorum not reached - required 2 ACKs, got 1",
+        ));
+        s.handle_bytes(&bytes, now);
+        s.handle_bytes(&echo(), now);
+        flush(&mut s, now);
+        s.handle_bytes(&echo(), now);
+        for slot in &slots[1..] {
+            assert_eq!(status(slot), None, "retried, not failed");
+        }
+        let later = now + Duration::from_secs(2);
+        assert_eq!(ids(&flush(&mut s, later)), [6, 7, 8, 9]);
+        // On the retry, b4 (now id 8) is refused unambiguously.
+        let mut bytes = error("Unknown topic");
+        for id in [6, 7, 9] {
+            bytes.extend(ack_frame(C, id));
+        }
+        s.handle_bytes(&bytes, later);
+        assert_eq!(status(&slots[1]), Some(Ok(6)));
+        assert!(matches!(status(&slots[3]), Some(Err(e)) if e.contains("Unknown topic")));
+        assert_eq!(status(&slots[4]), Some(Ok(9)));
+    }
+
+    #[test]
+    fn timed_out_batch_keeps_its_place_for_a_late_error() {
+        let now = t0();
+        let cfg = SessionConfig {
+            peer_timeout: Duration::from_secs(3600),
+            ..SessionConfig::default()
+        };
+        let mut s = Session::new(cfg, now);
+        s.on_connected(now);
+        let (mut b, a) = batch(1, b"a", now);
+        b.deadline = now + Duration::from_millis(10);
+        SLOTS.with(|m| m.borrow_mut().push(a.clone()));
+        s.submit_batch(b);
+        let c = submit(&mut s, 1, now);
+        flush(&mut s, now);
+        let t1 = now + Duration::from_millis(20);
+        s.handle_timeout(t1);
+        assert!(matches!(status(&a), Some(Err(e)) if e.contains("timed out")));
+        // The late error belongs to the timed-out batch, not to c.
+        let mut bytes = error("Unknown topic");
+        bytes.extend(ack_frame(C, 2));
+        s.handle_bytes(&bytes, t1);
+        assert_eq!(status(&c), Some(Ok(2)));
+        assert!(s.take_fatal().is_none());
+    }
+
+    #[test]
+    fn dropped_batch_fails_its_records() {
+        let now = t0();
+        let (b, slot) = batch(1, b"x", now);
+        SLOTS.with(|m| m.borrow_mut().push(slot.clone()));
+        drop(b);
+        assert!(matches!(status(&slot), Some(Err(e)) if e.contains("closed")));
     }
 
     #[test]

@@ -547,3 +547,93 @@ fn zero_copy_sends_from_registered_buffers_deliver_exact_bytes() {
         p.close(Duration::from_secs(5)).unwrap();
     }
 }
+
+#[test]
+fn stalled_peer_with_zero_copy_sends_in_flight_is_abandoned_promptly() {
+    if !lnc_uring::Backend::io_uring_available() {
+        return;
+    }
+    let server = TestServer::start().unwrap();
+    let t = server.create_topic("t");
+    let c = conn(&server, lnc_uring::Backend::IoUring)
+        .with_zero_copy(lnc_uring::ZeroCopy::Always)
+        .with_keepalive_interval(Duration::from_millis(100))
+        .with_peer_timeout(Duration::from_millis(500));
+    let p = Producer::with_config(
+        ProducerConfig::default()
+            .with_linger_ms(1)
+            .with_connection(c),
+    )
+    .unwrap();
+    p.send(t, b"warm").unwrap();
+    // The first connection stops reading: zero-copy sends stay unreleased until the
+    // client aborts the connection.
+    server.faults().inject_for(
+        Target::Conn(0),
+        Fault::StallReads {
+            duration: Duration::from_secs(30),
+        },
+    );
+    let big = vec![3u8; 64 * 1024];
+    let tickets: Vec<_> = (0..200).map(|_| p.send_async(t, &big).unwrap()).collect();
+    let start = Instant::now();
+    for tk in tickets {
+        tk.wait().unwrap();
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(p.stats().driver.connects >= 2);
+    p.close(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn reconnects_back_off_when_the_server_keeps_closing() {
+    for backend in backends() {
+        let server = TestServer::start().unwrap();
+        let t = server.create_topic("t");
+        let c = conn(&server, backend)
+            .with_reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200));
+        let cfg = ProducerConfig::default()
+            .with_linger_ms(0)
+            .with_delivery_timeout(Duration::from_secs(1))
+            .with_connection(c);
+        let p = Producer::with_config(cfg).unwrap();
+        // Every connection from now on is closed on its first frame.
+        server
+            .faults()
+            .inject(Fault::CloseOnAccept { count: 10_000 });
+        server.restart().unwrap();
+        let r = p.send(t, b"doomed");
+        assert!(r.is_err(), "{backend}");
+        let accepted = server.stats().connections_accepted;
+        // One second of 20 ms → 200 ms jittered back-off is about ten attempts, not
+        // thousands.
+        assert!(
+            accepted < 40,
+            "{backend}: {accepted} connections in a second"
+        );
+        drop(p);
+    }
+}
+
+#[test]
+fn absurd_durations_are_configuration_errors() {
+    let server = TestServer::start().unwrap();
+    let c = conn(&server, lnc_uring::Backend::Poll).with_keepalive_interval(Duration::MAX);
+    assert!(matches!(
+        Producer::with_config(ProducerConfig::default().with_connection(c)),
+        Err(Error::Config(_))
+    ));
+    let c = conn(&server, lnc_uring::Backend::Poll);
+    assert!(matches!(
+        Producer::with_config(
+            ProducerConfig::default()
+                .with_linger(Duration::MAX)
+                .with_connection(c)
+        ),
+        Err(Error::Config(_))
+    ));
+}

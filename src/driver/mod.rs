@@ -422,6 +422,10 @@ pub(crate) trait Io {
     fn queue(&mut self, key: TxKey, bytes: &[u8], fixed: Option<u16>);
     /// Starts closing; `Events::closed` follows once every operation has completed.
     fn close(&mut self);
+    /// Before the thread exits: cancels everything and waits (at most `timeout`) until
+    /// no operation references any buffer. `false` means the kernel may still use
+    /// some, and the caller must leak rather than free them.
+    fn quiesce(&mut self, timeout: Duration) -> bool;
     /// Submits queued work and waits up to `timeout` (zero: do not block) for events.
     fn poll(&mut self, timeout: Option<Duration>, events: &mut dyn Events) -> io::Result<()>;
 }
@@ -508,11 +512,25 @@ struct State {
     first_outcome: Option<Result<(), Error>>,
     counters: Arc<Counters>,
     spent: Vec<FrameBuf>,
+    backoff_base: Duration,
+    backoff_max: Duration,
+}
+
+impl State {
+    /// Schedules the next connection attempt after a failure or a drop: exponential
+    /// back-off with full jitter (half to all of the delay).
+    fn back_off(&mut self, now: Instant) {
+        self.attempts = self.attempts.saturating_add(1);
+        let exp = self
+            .backoff_base
+            .saturating_mul(1u32 << self.attempts.min(16))
+            .min(self.backoff_max);
+        self.next_attempt = crate::session::after(now, exp.mul_f64(0.5 + fastrand::f64() * 0.5));
+    }
 }
 
 impl Events for State {
     fn connected(&mut self) {
-        self.attempts = 0;
         self.counters.connects.fetch_add(1, Ordering::Relaxed);
         self.session.on_connected(Instant::now());
         if self.first_outcome.is_none() {
@@ -556,7 +574,18 @@ impl Events for State {
             Some(e) => Error::from(e),
             None => Error::ConnectionClosed,
         };
+        // A connection that carried traffic resets the back-off; one that died before
+        // anything valid arrived (refused frames, a server closing at once) does not, so
+        // a failing server is not hammered.
+        if self.session.heard_from_peer() {
+            self.attempts = 0;
+        }
         self.session.on_disconnected(&e);
+        let now = Instant::now();
+        self.back_off(now);
+        if self.redirect.is_some() {
+            self.next_attempt = now;
+        }
     }
 }
 
@@ -581,6 +610,8 @@ impl<I: Io> Loop<I> {
             first_outcome: None,
             counters: counters.clone(),
             spent: Vec::new(),
+            backoff_base: cfg.backoff_base,
+            backoff_max: cfg.backoff_max,
         };
         Loop {
             cfg,
@@ -700,7 +731,12 @@ impl<I: Io> Loop<I> {
             }
 
             // 5. Wait.
-            let mut wake_at = self.st.session.poll_timeout();
+            // While a connection closes, its timers are moot; look again soon.
+            let mut wake_at = if self.io.link() == Link::Closing {
+                Some(now + Duration::from_millis(10))
+            } else {
+                self.st.session.poll_timeout()
+            };
             if self.io.link() == Link::Idle {
                 wake_at =
                     Some(wake_at.map_or(self.st.next_attempt, |t| t.min(self.st.next_attempt)));
@@ -736,6 +772,11 @@ impl<I: Io> Loop<I> {
                 let e = Error::from(e);
                 self.st.session.abort(&e);
                 self.export_stats();
+                self.fail_remaining_commands();
+                if !self.io.quiesce(Duration::from_secs(2)) {
+                    let fresh = Session::new(self.cfg.session.clone(), Instant::now());
+                    std::mem::forget(std::mem::replace(&mut self.st.session, fresh));
+                }
                 if let Some(r) = ready.take() {
                     let _ = r.send(Err(e));
                 }
@@ -815,14 +856,7 @@ impl<I: Io> Loop<I> {
         if more {
             self.st.next_attempt = now;
         } else {
-            self.st.attempts = self.st.attempts.saturating_add(1);
-            let exp = self
-                .cfg
-                .backoff_base
-                .saturating_mul(1u32 << self.st.attempts.min(16))
-                .min(self.cfg.backoff_max);
-            let jittered = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
-            self.st.next_attempt = now + jittered;
+            self.st.back_off(now);
         }
     }
 
@@ -844,6 +878,33 @@ impl<I: Io> Loop<I> {
             }
         }
         self.export_stats();
+        self.fail_remaining_commands();
+        if !self.io.quiesce(Duration::from_secs(2)) {
+            // Frames may still be read by the kernel: leak them rather than free them.
+            let fresh = Session::new(self.cfg.session.clone(), Instant::now());
+            std::mem::forget(std::mem::replace(&mut self.st.session, fresh));
+        }
+    }
+
+    /// Commands that will never be handled: their batches fail (dropping a `Batch`
+    /// fails its records), their callers get `Closed`, and lingering batches are sealed
+    /// and failed the same way.
+    fn fail_remaining_commands(&mut self) {
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Call(c) => {
+                    let _ = c.reply.send(Err(Error::Closed));
+                }
+                Command::Ping(tx) => {
+                    let _ = tx.send(Err(Error::Closed));
+                }
+                Command::Batch(_) | Command::Linger(_) | Command::Shutdown { .. } => {}
+            }
+        }
+        if let Some(acc) = self.cfg.accumulator.clone() {
+            let far = crate::session::after(Instant::now(), Duration::from_secs(86_400 * 365));
+            acc.expire(far, &mut drop);
+        }
     }
 
     fn recycle_buffers(&mut self) {
@@ -869,8 +930,10 @@ impl<I: Io> Loop<I> {
         let c = &self.counters;
         c.batches_acked.store(s.batches_acked, Ordering::Relaxed);
         c.records_acked.store(s.records_acked, Ordering::Relaxed);
-        c.batches_in_flight
-            .store(self.st.session.outstanding_batches() as u64, Ordering::Relaxed);
+        c.batches_in_flight.store(
+            self.st.session.outstanding_batches() as u64,
+            Ordering::Relaxed,
+        );
         c.batches_failed.store(s.batches_failed, Ordering::Relaxed);
         c.batches_retried
             .store(s.batches_retried, Ordering::Relaxed);

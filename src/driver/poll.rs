@@ -160,6 +160,12 @@ impl Io for PollIo {
         }
     }
 
+    fn quiesce(&mut self, _timeout: Duration) -> bool {
+        // Nothing outlives a call here: writes copy synchronously.
+        self.pending.clear();
+        true
+    }
+
     fn poll(&mut self, timeout: Option<Duration>, events: &mut dyn Events) -> io::Result<()> {
         if let Some(r) = self.connect_result.take() {
             match r {
@@ -205,10 +211,9 @@ impl Io for PollIo {
         ];
         let ms = match timeout {
             None => -1,
-            Some(d) => {
-                d.as_millis().min(i32::MAX as u128) as i32
-                    + i32::from(d.subsec_micros() % 1000 != 0)
-            }
+            // Round up so a sub-millisecond wait does not become a busy loop.
+            Some(d) => (d.as_millis().min(i32::MAX as u128) as i32)
+                .saturating_add(i32::from(d.subsec_micros() % 1000 != 0)),
         };
         // SAFETY: `fds` is a valid array of two initialised pollfd structs that lives
         // across the call; nfds matches its length.

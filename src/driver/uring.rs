@@ -68,6 +68,8 @@ struct BufRing {
     bufs: Box<[u8]>,
     /// Local copy of the tail, published with a release store.
     tail: u16,
+    /// Never unmap (the kernel may still use the ring after a failed shutdown).
+    leak: bool,
 }
 
 impl BufRing {
@@ -92,6 +94,7 @@ impl BufRing {
             map_len,
             bufs: vec![0u8; BUF_ENTRIES as usize * BUF_SIZE].into_boxed_slice(),
             tail: 0,
+            leak: false,
         })
     }
 
@@ -129,6 +132,9 @@ impl BufRing {
 
 impl Drop for BufRing {
     fn drop(&mut self) {
+        if self.leak {
+            return;
+        }
         // SAFETY: the mapping was created in `new` with this length and is not used any
         // more: the ring that referenced it has been dropped (field order of `Uring`).
         unsafe {
@@ -205,6 +211,21 @@ impl std::fmt::Debug for Uring {
             .field("pending", &self.pending.len())
             .field("zc_enabled", &self.zc_enabled)
             .finish()
+    }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        if !self.quiesce(Duration::from_secs(2)) {
+            // The kernel may still write into or read from these buffers: leak them
+            // rather than free memory it uses. (Destroying the ring is asynchronous.)
+            std::mem::forget(std::mem::replace(&mut self.bufs.bufs, Box::new([])));
+            self.bufs.leak = true;
+            std::mem::forget(std::mem::replace(&mut self.efd_buf, Box::new([0; 8])));
+            // SAFETY: all-zero is a valid MsgState.
+            let fresh = Box::new(unsafe { std::mem::zeroed::<MsgState>() });
+            std::mem::forget(std::mem::replace(&mut self.msg, fresh));
+        }
     }
 }
 
@@ -462,6 +483,66 @@ impl Uring {
         }
     }
 
+    /// Aborts the TCP connection (`connect` with AF_UNSPEC: the kernel drops queued
+    /// data and resets the peer), so that sends blocked on a stalled peer fail at once
+    /// and SEND_ZC notifications, which wait for the data to be released, arrive.
+    fn abort_socket(&mut self) {
+        if let Some(sock) = &self.sock {
+            // SAFETY: an all-zero sockaddr is valid; only its family (AF_UNSPEC) is read.
+            let mut sa: libc::sockaddr = unsafe { std::mem::zeroed() };
+            sa.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+            // SAFETY: `sa` lives across the call and the length is its size; the fd is
+            // the open socket owned by `self.sock`.
+            unsafe {
+                libc::connect(
+                    sock.as_raw_fd(),
+                    &sa,
+                    std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+
+    /// Operations still in the kernel.
+    fn outstanding(&self) -> usize {
+        self.sock_ops + usize::from(self.efd_armed)
+    }
+
+    /// Cancels every operation and waits (at most `timeout`) until the kernel holds no
+    /// reference to any buffer. Returns whether it got there.
+    pub(crate) fn quiesce(&mut self, timeout: Duration) -> bool {
+        if self.outstanding() == 0 {
+            return true;
+        }
+        self.abort_socket();
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::any().all())
+            .build()
+            .user_data(UD_CANCEL);
+        // SAFETY: a cancel request references no memory.
+        if unsafe { self.push(e) }.is_err() {
+            return false;
+        }
+        let until = std::time::Instant::now() + timeout;
+        while self.outstanding() > 0 && std::time::Instant::now() < until {
+            if self.enter(Some(Duration::from_millis(10))).is_err() {
+                return false;
+            }
+            for c in self.ring.completion() {
+                let (ud, flags) = (c.user_data(), c.flags());
+                match ud & 0xFF {
+                    UD_EVENTFD => self.efd_armed = false,
+                    UD_RECV if !cqueue::more(flags) => self.sock_ops -= 1,
+                    UD_SEND | UD_CONNECT => self.sock_ops -= 1,
+                    UD_SEND_ZC if cqueue::notif(flags) || !cqueue::more(flags) => {
+                        self.sock_ops -= 1
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.outstanding() == 0
+    }
+
     /// Cancels what is in flight, and once nothing references the socket, closes it.
     fn progress_close(&mut self, events: &mut dyn Events) -> io::Result<()> {
         if !self.closing {
@@ -469,6 +550,7 @@ impl Uring {
         }
         if self.sock_ops > 0 {
             if !self.cancel_sent {
+                self.abort_socket();
                 let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fixed(0)).all())
                     .build()
                     .user_data(UD_CANCEL);
@@ -799,6 +881,10 @@ impl Io for Uring {
         if self.link == Link::Up || self.link == Link::Connecting {
             self.begin_close(None);
         }
+    }
+
+    fn quiesce(&mut self, timeout: Duration) -> bool {
+        Uring::quiesce(self, timeout)
     }
 
     fn poll(&mut self, timeout: Option<Duration>, events: &mut dyn Events) -> io::Result<()> {
