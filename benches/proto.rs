@@ -82,7 +82,7 @@ fn lz4(c: &mut Criterion) {
             100 + i % 17,
             i % 100,
             i % 1000,
-            if i % 2 == 0 { "buy" } else { "sell" }
+            if i.is_multiple_of(2) { "buy" } else { "sell" }
         );
         encode_record(&mut records, RecordType::JSON, &[v.as_bytes()]).unwrap();
         i += 1;

@@ -9,7 +9,8 @@ use crate::proto::{
     parse_deleted, parse_topic_list, validate_topic_name, ClusterStatus, FetchRequest, Request,
     Retention, RetentionSet, ServerErrorKind, TopicInfo,
 };
-use crate::session::{Call, Reply};
+use crate::request::PendingReply;
+use crate::session::Reply;
 use crate::Error;
 
 /// The result of a raw [`LanceClient::fetch`]: bytes as stored, which may begin and end
@@ -74,18 +75,13 @@ impl LanceClient {
     }
 
     fn call(&self, request: &Request<'_>) -> Result<Reply, Error> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let deadline = crate::session::after(Instant::now(), self.cfg.request_timeout);
-        let call = Call::new(request, self.cfg.checksum, deadline, tx)?;
-        self.driver.submit(Command::Call(call))?;
-        // The driver answers by the deadline; the margin covers a busy driver thread.
-        match rx.recv_timeout(self.cfg.request_timeout + Duration::from_secs(5)) {
-            Ok(r) => r,
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                Err(Error::Timeout(format!("{} request", request.code())))
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::Closed),
-        }
+        PendingReply::start(
+            &self.driver,
+            self.cfg.checksum,
+            self.cfg.request_timeout,
+            request,
+        )?
+        .wait()
     }
 
     /// A call whose reply is JSON (or an error).
@@ -223,10 +219,7 @@ impl LanceClient {
 }
 
 fn unexpected(request: &Request<'_>, reply: Reply) -> Error {
-    match reply {
-        Reply::Error(e) => Error::from(e),
-        other => Error::Protocol(format!("unexpected reply to {}: {other:?}", request.code())),
-    }
+    crate::request::unexpected(request.code(), reply)
 }
 
 fn check_name(name: &str) -> Result<(), Error> {

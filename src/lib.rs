@@ -45,17 +45,20 @@
 
 mod admin;
 mod config;
+mod consumer;
 mod delivery;
 mod driver;
 mod error;
 mod producer;
 pub mod proto;
+mod request;
 mod session;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use admin::{FetchOutcome, LanceClient};
 pub use config::ConnectionConfig;
+pub use consumer::{ConsumerConfig, PollResult, SeekPosition, StandaloneConsumer, TopicRef};
 pub use delivery::{DeliveryTicket, RecordMetadata};
 pub use driver::{Backend, DriverStats, ZeroCopy};
 pub use error::{BufferLimit, Error, Result};
@@ -63,3 +66,5 @@ pub use producer::{
     FullBufferPolicy, LatencySummary, ProduceRecord, Producer, ProducerConfig, ProducerStats,
 };
 pub use proto::{Checksum, ServerError, ServerErrorKind};
+mod offset;
+pub use offset::{consumer_id, FileOffsetStore, MemoryOffsetStore, OffsetStore};

@@ -1,0 +1,630 @@
+//! The blocking consumer.
+//!
+//! Fetch returns raw byte ranges of the topic's log, which can begin and end inside a
+//! record (wire-truth §8.3–8.6). The consumer keeps the cut tail and completes it with
+//! the next fetch, so it only ever delivers whole records, and its position — and every
+//! offset it commits — is a record boundary.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::ConnectionConfig;
+use crate::driver::{Driver, DriverStats};
+use crate::offset::{consumer_id, OffsetStore};
+use crate::proto::{
+    complete_prefix, parse_topic_list, ExpandedRecords, FetchRequest, Request, SubscribeRequest,
+    MAX_PAYLOAD_LEN, MAX_VALUE_LEN,
+};
+use crate::request::{unexpected, PendingReply};
+use crate::session::{after, Reply};
+use crate::Error;
+
+/// Where a consumer starts, or seeks to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SeekPosition {
+    /// Offset 0.
+    #[default]
+    Beginning,
+    /// The end of the log at the time of the seek (resolved with the `u64::MAX` tail
+    /// sentinel): only records produced afterwards are read.
+    End,
+    /// A byte offset. It must be a record boundary: 0, or an offset this consumer (or
+    /// another one) reached or committed.
+    Offset(u64),
+}
+
+/// A topic named by id or by name (a name is resolved with ListTopics at start).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TopicRef {
+    /// By id.
+    Id(u32),
+    /// By name.
+    Name(String),
+}
+
+/// Consumer settings. Defaults mirror the seed clients: `max_fetch_bytes` 65536, start at
+/// offset 0, `poll_interval` 50 ms, auto-commit every 5 s.
+///
+/// ```
+/// use std::time::Duration;
+/// use lnc_uring::{ConsumerConfig, SeekPosition};
+///
+/// let cfg = ConsumerConfig::new("billing", 3)
+///     .with_max_fetch_bytes(1 << 20)
+///     .with_start(SeekPosition::End)
+///     .with_auto_commit(Some(Duration::from_secs(1)));
+/// assert_eq!(cfg.max_fetch_bytes, 1 << 20);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ConsumerConfig {
+    /// The consumer's name: the key of its committed offsets, and (hashed with
+    /// [`crate::consumer_id`]) its id on the server.
+    pub consumer_name: String,
+    /// The topic.
+    pub topic: TopicRef,
+    /// Most bytes per fetch. Default 65536. Records longer than this are assembled from
+    /// several fetches.
+    pub max_fetch_bytes: u32,
+    /// Where to start when no committed offset is stored. Default: the beginning.
+    pub start: SeekPosition,
+    /// How long [`StandaloneConsumer::poll_timeout`] waits between fetches that found
+    /// nothing new. Default 50 ms.
+    pub poll_interval: Duration,
+    /// Commit the position automatically this often (checked on each poll) and on
+    /// close. `None`: only explicit commits. Default 5 s.
+    pub auto_commit: Option<Duration>,
+    /// Where committed offsets are kept. Default: none (in memory only for this consumer).
+    pub offset_store: Option<Arc<dyn OffsetStore>>,
+    /// Streaming mode: Subscribe at start, CommitOffset on each commit, Unsubscribe at
+    /// close, so the server tracks the consumer (it pushes nothing; data is still
+    /// fetched). The server keeps this in memory only. Default off.
+    pub server_tracking: bool,
+    /// How the connection is made.
+    pub connection: ConnectionConfig,
+}
+
+impl ConsumerConfig {
+    /// A consumer named `consumer_name` of topic `topic_id`.
+    pub fn new(consumer_name: impl Into<String>, topic_id: u32) -> Self {
+        ConsumerConfig::for_topic(consumer_name, TopicRef::Id(topic_id))
+    }
+
+    /// A consumer of the topic named `topic_name`.
+    pub fn with_topic_name(
+        consumer_name: impl Into<String>,
+        topic_name: impl Into<String>,
+    ) -> Self {
+        ConsumerConfig::for_topic(consumer_name, TopicRef::Name(topic_name.into()))
+    }
+
+    fn for_topic(consumer_name: impl Into<String>, topic: TopicRef) -> Self {
+        ConsumerConfig {
+            consumer_name: consumer_name.into(),
+            topic,
+            max_fetch_bytes: 64 * 1024,
+            start: SeekPosition::Beginning,
+            poll_interval: Duration::from_millis(50),
+            auto_commit: Some(Duration::from_secs(5)),
+            offset_store: None,
+            server_tracking: false,
+            connection: ConnectionConfig::default(),
+        }
+    }
+
+    /// Sets [`ConsumerConfig::max_fetch_bytes`].
+    pub fn with_max_fetch_bytes(mut self, n: u32) -> Self {
+        self.max_fetch_bytes = n;
+        self
+    }
+    /// Sets [`ConsumerConfig::start`].
+    pub fn with_start(mut self, p: SeekPosition) -> Self {
+        self.start = p;
+        self
+    }
+    /// Sets [`ConsumerConfig::poll_interval`].
+    pub fn with_poll_interval(mut self, d: Duration) -> Self {
+        self.poll_interval = d;
+        self
+    }
+    /// Sets [`ConsumerConfig::auto_commit`].
+    pub fn with_auto_commit(mut self, every: Option<Duration>) -> Self {
+        self.auto_commit = every;
+        self
+    }
+    /// Sets [`ConsumerConfig::offset_store`].
+    pub fn with_offset_store(mut self, store: Arc<dyn OffsetStore>) -> Self {
+        self.offset_store = Some(store);
+        self
+    }
+    /// Sets [`ConsumerConfig::server_tracking`].
+    pub fn with_server_tracking(mut self, on: bool) -> Self {
+        self.server_tracking = on;
+        self
+    }
+    /// Sets [`ConsumerConfig::connection`].
+    pub fn with_connection(mut self, c: ConnectionConfig) -> Self {
+        self.connection = c;
+        self
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        // A fetch reply is 16 bytes of prefix plus data, in one frame of at most 16 MiB.
+        if self.max_fetch_bytes == 0 || self.max_fetch_bytes > MAX_PAYLOAD_LEN - 16 {
+            return Err(Error::Config(format!(
+                "max_fetch_bytes must be 1..={}, got {}",
+                MAX_PAYLOAD_LEN - 16,
+                self.max_fetch_bytes
+            )));
+        }
+        crate::config::check_duration("poll_interval", self.poll_interval)?;
+        if let Some(d) = self.auto_commit {
+            crate::config::check_duration("auto_commit", d)?;
+        }
+        self.connection.validate()
+    }
+}
+
+/// Whole records read by one poll, borrowed from one buffer.
+///
+/// `start_offset..end_offset` is the byte range of the log they occupy; both are record
+/// boundaries. Compressed-batch records are expanded by [`PollResult::records`].
+pub struct PollResult {
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    start_offset: u64,
+    end_offset: u64,
+    lag: u64,
+}
+
+impl fmt::Debug for PollResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PollResult")
+            .field("start_offset", &self.start_offset)
+            .field("end_offset", &self.end_offset)
+            .field("bytes", &self.buf.len())
+            .field("lag", &self.lag)
+            .finish()
+    }
+}
+
+impl PollResult {
+    /// The records, in order, as views into this result (no copy; compressed batches are
+    /// expanded into a scratch buffer). A record that cannot be read is an `Err` item,
+    /// after every record before it.
+    pub fn records(&mut self) -> ExpandedRecords<'_> {
+        ExpandedRecords::new(&self.buf, &mut self.scratch)
+    }
+
+    /// The raw bytes of the records (TLV-encoded).
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Log offset of the first record.
+    pub fn start_offset(&self) -> u64 {
+        self.start_offset
+    }
+
+    /// Log offset after the last record: the consumer's new position.
+    pub fn end_offset(&self) -> u64 {
+        self.end_offset
+    }
+
+    /// Bytes between the new position and the end of the log as last seen.
+    pub fn lag(&self) -> u64 {
+        self.lag
+    }
+}
+
+/// A blocking consumer of one topic. One driver thread (io_uring or `poll`) owns its
+/// connection; the next fetch is already in flight while the application handles the
+/// current records.
+///
+/// ```
+/// use std::time::Duration;
+/// use lnc_uring::{testkit::TestServer, ConsumerConfig, ConnectionConfig, Producer, ProducerConfig, StandaloneConsumer};
+///
+/// let server = TestServer::start()?;
+/// let addr = server.addr().to_string();
+/// let topic = server.create_topic("events");
+/// let producer = Producer::connect(&addr, ProducerConfig::default())?;
+/// for i in 0..3 {
+///     producer.send(topic, format!("event {i}").as_bytes())?;
+/// }
+///
+/// let cfg = ConsumerConfig::new("reader", topic).with_connection(ConnectionConfig::new(addr));
+/// let mut consumer = StandaloneConsumer::connect(cfg)?;
+/// let mut batch = consumer.poll_timeout(Duration::from_secs(5))?.expect("records");
+/// let values: Vec<Vec<u8>> = batch.records().map(|r| r.unwrap().value.to_vec()).collect();
+/// assert_eq!(values, [b"event 0".to_vec(), b"event 1".to_vec(), b"event 2".to_vec()]);
+/// consumer.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct StandaloneConsumer {
+    driver: Driver,
+    cfg: ConsumerConfig,
+    topic_id: u32,
+    consumer_id: u64,
+    /// Record boundary: offset of the next record to deliver.
+    position: u64,
+    /// Bytes after `position` already fetched: an incomplete record.
+    carry: Vec<u8>,
+    /// The fetch in flight and the offset it asked for.
+    inflight: Option<(PendingReply, u64)>,
+    /// End of the log as last seen, and when it was asked for.
+    log_end: u64,
+    log_end_at: Option<Instant>,
+    committed: Option<u64>,
+    last_commit: Instant,
+    spare: Vec<Vec<u8>>,
+    closed: bool,
+}
+
+impl fmt::Debug for StandaloneConsumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StandaloneConsumer")
+            .field("consumer", &self.cfg.consumer_name)
+            .field("topic_id", &self.topic_id)
+            .field("position", &self.position)
+            .field("committed", &self.committed)
+            .finish()
+    }
+}
+
+impl StandaloneConsumer {
+    /// Connects, resolves the topic, and positions the consumer: at its committed offset
+    /// when the store has one, else at `cfg.start`.
+    pub fn connect(cfg: ConsumerConfig) -> Result<StandaloneConsumer, Error> {
+        cfg.validate()?;
+        let driver = Driver::spawn(cfg.connection.driver_config("lnc-consumer"))?;
+        let mut c = StandaloneConsumer {
+            driver,
+            consumer_id: consumer_id(&cfg.consumer_name),
+            topic_id: 0,
+            position: 0,
+            carry: Vec::new(),
+            inflight: None,
+            log_end: 0,
+            log_end_at: None,
+            committed: None,
+            last_commit: Instant::now(),
+            spare: Vec::new(),
+            closed: false,
+            cfg,
+        };
+        c.topic_id = match &c.cfg.topic {
+            TopicRef::Id(id) => *id,
+            TopicRef::Name(name) => c.resolve(name)?,
+        };
+        let stored = match &c.cfg.offset_store {
+            Some(store) => store.load(c.topic_id, &c.cfg.consumer_name)?,
+            None => None,
+        };
+        c.committed = stored;
+        match stored {
+            Some(off) => c.position = off,
+            None => {
+                c.seek(c.cfg.start)?;
+            }
+        }
+        if c.cfg.server_tracking {
+            let req = Request::Subscribe(SubscribeRequest {
+                topic_id: c.topic_id,
+                start_offset: c.position,
+                max_batch_bytes: c.cfg.max_fetch_bytes,
+                consumer_id: c.consumer_id,
+            });
+            match c.request(&req)? {
+                Reply::SubscribeAck { .. } => {}
+                other => return Err(unexpected(req.code(), other)),
+            }
+        }
+        Ok(c)
+    }
+
+    fn request(&self, req: &Request<'_>) -> Result<Reply, Error> {
+        let c = &self.cfg.connection;
+        PendingReply::start(&self.driver, c.checksum, c.request_timeout, req)?.wait()
+    }
+
+    fn resolve(&self, name: &str) -> Result<u32, Error> {
+        match self.request(&Request::ListTopics)? {
+            Reply::Json(j) => parse_topic_list(&j)?
+                .into_iter()
+                .find(|t| t.name == name)
+                .map(|t| t.id)
+                .ok_or_else(|| Error::TopicNotFound {
+                    message: format!("no topic named {name:?}"),
+                }),
+            other => Err(unexpected(Request::ListTopics.code(), other)),
+        }
+    }
+
+    /// The end of the log now (a fetch with the tail sentinel).
+    pub fn end_offset(&mut self) -> Result<u64, Error> {
+        let req = Request::Fetch(FetchRequest {
+            topic_id: self.topic_id,
+            start_offset: FetchRequest::TAIL,
+            max_bytes: 0,
+        });
+        let end = match self.request(&req)? {
+            Reply::Fetch { next_offset, .. } => next_offset,
+            Reply::CatchingUp { server_offset } => server_offset,
+            other => return Err(unexpected(req.code(), other)),
+        };
+        self.log_end = end;
+        self.log_end_at = Some(Instant::now());
+        Ok(end)
+    }
+
+    /// Moves the position. A fetch in flight is abandoned, an incomplete record dropped.
+    pub fn seek(&mut self, to: SeekPosition) -> Result<u64, Error> {
+        let target = match to {
+            SeekPosition::Beginning => 0,
+            SeekPosition::Offset(o) => o,
+            SeekPosition::End => self.end_offset()?,
+        };
+        self.inflight = None;
+        self.carry.clear();
+        self.position = target;
+        Ok(target)
+    }
+
+    /// `seek(Beginning)`.
+    pub fn rewind(&mut self) -> Result<(), Error> {
+        self.seek(SeekPosition::Beginning).map(|_| ())
+    }
+
+    /// `seek(End)`; returns the new position.
+    pub fn seek_to_end(&mut self) -> Result<u64, Error> {
+        self.seek(SeekPosition::End)
+    }
+
+    /// One round: the records of the fetch in flight (or of a new one), or `None` when
+    /// there is nothing new yet. Never returns half a record.
+    pub fn poll(&mut self) -> Result<Option<PollResult>, Error> {
+        self.poll_deadline(None)
+    }
+
+    /// Polls until records arrive or `timeout` passes (`Ok(None)`), waiting
+    /// `poll_interval` between fetches that found nothing.
+    pub fn poll_timeout(&mut self, timeout: Duration) -> Result<Option<PollResult>, Error> {
+        self.poll_deadline(Some(after(Instant::now(), timeout)))
+    }
+
+    fn poll_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<PollResult>, Error> {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        self.maybe_auto_commit()?;
+        let mut retry_until: Option<Instant> = None;
+        loop {
+            let fetch_offset = self.position + self.carry.len() as u64;
+            let pending = match self.inflight.take() {
+                Some((p, asked)) if asked == fetch_offset => p,
+                _ => self.start_fetch(fetch_offset)?,
+            };
+            let outcome = pending.wait();
+            let (next_offset, data) = match outcome {
+                Ok(Reply::Fetch { next_offset, data }) => (next_offset, data),
+                Ok(Reply::CatchingUp { server_offset }) => {
+                    // Past the end (retention moved offsets, or a seek beyond the end):
+                    // nothing to read yet.
+                    self.log_end = server_offset;
+                    if !self.wait_a_little(deadline) {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+                Ok(other) => return Err(unexpected(crate::proto::ControlCode::FETCH, other)),
+                Err(e) if e.is_retryable() => {
+                    // Reconnects happen in the driver; ask again from the same place, so
+                    // nothing is skipped or read twice.
+                    let now = Instant::now();
+                    let until = *retry_until
+                        .get_or_insert_with(|| after(now, self.cfg.connection.request_timeout));
+                    if now >= until {
+                        return Err(e);
+                    }
+                    std::thread::sleep(self.cfg.poll_interval.min(Duration::from_millis(100)));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if data.is_empty() {
+                self.log_end = next_offset.max(self.position);
+                if !self.wait_a_little(deadline) {
+                    return Ok(None);
+                }
+                continue;
+            }
+            let full = data.len() as u32 >= self.cfg.max_fetch_bytes;
+            if full {
+                // More may follow: the end is at least here, and is asked for when the
+                // known end is passed or older than a second, for an honest lag.
+                self.log_end = self.log_end.max(next_offset);
+                let stale = self
+                    .log_end_at
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
+                if self.log_end <= next_offset || stale {
+                    self.end_offset()?;
+                }
+            } else {
+                self.log_end = next_offset;
+                self.log_end_at = Some(Instant::now());
+            }
+            // Whole records: the carried tail plus this fetch.
+            let mut buf = if self.carry.is_empty() {
+                data
+            } else {
+                let mut b = std::mem::take(&mut self.carry);
+                b.extend_from_slice(&data);
+                self.keep_spare(data);
+                b
+            };
+            let (complete, _) = complete_prefix(&buf, MAX_VALUE_LEN)?;
+            let mut tail = self.spare.pop().unwrap_or_default();
+            tail.clear();
+            tail.extend_from_slice(&buf[complete..]);
+            buf.truncate(complete);
+            self.carry = tail;
+            // Prefetch while the application works on these records.
+            if full || !self.carry.is_empty() {
+                let next = next_offset;
+                self.inflight = Some((self.start_fetch(next)?, next));
+            }
+            if complete == 0 {
+                // Only part of a record so far: fetch on.
+                self.keep_spare(buf);
+                continue;
+            }
+            let start = self.position;
+            self.position += complete as u64;
+            return Ok(Some(PollResult {
+                buf,
+                scratch: Vec::new(),
+                start_offset: start,
+                end_offset: self.position,
+                lag: self.log_end.saturating_sub(self.position),
+            }));
+        }
+    }
+
+    fn keep_spare(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < 4 {
+            self.spare.push(buf);
+        }
+    }
+
+    fn fetch_req(&self, offset: u64) -> FetchRequest {
+        FetchRequest {
+            topic_id: self.topic_id,
+            start_offset: offset,
+            max_bytes: self.cfg.max_fetch_bytes,
+        }
+    }
+
+    fn start_fetch(&self, offset: u64) -> Result<PendingReply, Error> {
+        let c = &self.cfg.connection;
+        PendingReply::start(
+            &self.driver,
+            c.checksum,
+            c.request_timeout,
+            &Request::Fetch(self.fetch_req(offset)),
+        )
+    }
+
+    /// Sleeps one poll interval if the deadline allows; `false` when time is up.
+    fn wait_a_little(&self, deadline: Option<Instant>) -> bool {
+        let Some(d) = deadline else {
+            return false;
+        };
+        let now = Instant::now();
+        if now >= d {
+            return false;
+        }
+        std::thread::sleep(self.cfg.poll_interval.min(d - now));
+        true
+    }
+
+    fn maybe_auto_commit(&mut self) -> Result<(), Error> {
+        if let Some(every) = self.cfg.auto_commit {
+            if self.last_commit.elapsed() >= every && self.committed != Some(self.position) {
+                self.commit()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the current position (a record boundary).
+    pub fn commit(&mut self) -> Result<(), Error> {
+        self.commit_offset(self.position)
+    }
+
+    /// Commits `offset`, which must be a record boundary this consumer has reached: to
+    /// the offset store, and with server tracking, to the server (advisory).
+    pub fn commit_offset(&mut self, offset: u64) -> Result<(), Error> {
+        if let Some(store) = &self.cfg.offset_store {
+            store.save(self.topic_id, &self.cfg.consumer_name, offset)?;
+        }
+        if self.cfg.server_tracking {
+            let req = Request::CommitOffset {
+                topic_id: self.topic_id,
+                consumer_id: self.consumer_id,
+                offset,
+            };
+            match self.request(&req)? {
+                Reply::CommitAck { .. } => {}
+                other => return Err(unexpected(req.code(), other)),
+            }
+        }
+        self.committed = Some(offset);
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Position: the offset of the next record to deliver.
+    pub fn current_offset(&self) -> u64 {
+        self.position
+    }
+
+    /// The last committed offset.
+    pub fn committed_offset(&self) -> Option<u64> {
+        self.committed
+    }
+
+    /// The topic id.
+    pub fn topic_id(&self) -> u32 {
+        self.topic_id
+    }
+
+    /// The numeric id used on the server ([`crate::consumer_id`] of the name).
+    pub fn consumer_id(&self) -> u64 {
+        self.consumer_id
+    }
+
+    /// The driver thread's counters.
+    pub fn stats(&self) -> DriverStats {
+        self.driver.stats()
+    }
+
+    /// Commits (when auto-commit is on), unsubscribes (with server tracking) and stops.
+    pub fn close(mut self) -> Result<(), Error> {
+        self.close_inner()
+    }
+
+    fn close_inner(&mut self) -> Result<(), Error> {
+        if self.closed {
+            return Ok(());
+        }
+        let mut result = Ok(());
+        if self.cfg.auto_commit.is_some() && self.committed != Some(self.position) {
+            result = self.commit();
+        }
+        if self.cfg.server_tracking {
+            let req = Request::Unsubscribe {
+                topic_id: self.topic_id,
+                consumer_id: self.consumer_id,
+            };
+            let r = self.request(&req);
+            if result.is_ok() {
+                result = r.map(|_| ());
+            }
+        }
+        self.closed = true;
+        self.inflight = None;
+        self.driver
+            .shutdown(after(Instant::now(), Duration::from_secs(1)));
+        result
+    }
+}
+
+impl Drop for StandaloneConsumer {
+    fn drop(&mut self) {
+        if let Err(e) = self.close_inner() {
+            eprintln!("lnc-uring: consumer dropped: {e}");
+        }
+    }
+}
