@@ -74,14 +74,31 @@ impl LanceClient {
         Ok(LanceClient { driver, cfg })
     }
 
+    /// Sends `request`; retryable failures (a lost connection, `FORWARD_FAILED`,
+    /// `NOT_LEADER` — the driver then reconnects to the leader —, `Leader not ready`, a
+    /// rate limit) are retried with back-off until the request timeout.
     fn call(&self, request: &Request<'_>) -> Result<Reply, Error> {
-        PendingReply::start(
-            &self.driver,
-            self.cfg.checksum,
-            self.cfg.request_timeout,
-            request,
-        )?
-        .wait()
+        let give_up = crate::session::after(Instant::now(), self.cfg.request_timeout);
+        let mut delay = Duration::from_millis(25);
+        loop {
+            let r = PendingReply::start(
+                &self.driver,
+                self.cfg.checksum,
+                self.cfg.request_timeout,
+                request,
+            )?
+            .wait();
+            let failure = match &r {
+                Ok(Reply::Error(e)) if e.is_retryable() => Error::from(e.clone()),
+                Err(e) if e.is_retryable() && !matches!(e, Error::Timeout(_)) => e.clone(),
+                _ => return r,
+            };
+            if Instant::now() + delay >= give_up {
+                return Err(failure);
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// A call whose reply is JSON (or an error).
