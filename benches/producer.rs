@@ -12,14 +12,9 @@
 //!   of one 64-byte record at a time with `linger` 0 (and again in latency mode:
 //!   busy-polling driver, spinning waiter).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use lnc_uring::proto::{encode_raw, ingest_header, seal_frame, Checksum, HEADER_LEN};
 use lnc_uring::testkit::TestServer;
 use lnc_uring::{Backend, ConnectionConfig, Producer, ProducerConfig};
 
@@ -30,80 +25,16 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// One ingest frame of `records` RawData records of `size` bytes.
-fn frame(topic: u32, records: usize, size: usize) -> Vec<u8> {
-    let mut f = vec![0u8; HEADER_LEN];
-    let v = vec![0x5Au8; size];
-    for _ in 0..records {
-        encode_raw(&mut f, &v).unwrap();
-    }
-    seal_frame(
-        Checksum::Ieee,
-        ingest_header(1, 0, records as u32, topic),
-        &mut f,
-    );
-    f
-}
+#[path = "support/floor.rs"]
+mod floor;
 
 fn raw_throughput(server: &TestServer, topic: u32, size: usize, secs: f64) -> (f64, f64) {
-    let per_frame = (32 * 1024 / (size + 5)).max(1);
-    let f = frame(topic, per_frame, size);
-    let mut w = TcpStream::connect(server.addr()).unwrap();
-    w.set_nodelay(true).unwrap();
-    let mut r = w.try_clone().unwrap();
-    let acked = Arc::new(AtomicU64::new(0));
-    let reader = {
-        let acked = acked.clone();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut pending = 0usize;
-            loop {
-                match r.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        pending += n;
-                        let acks = pending / HEADER_LEN;
-                        pending %= HEADER_LEN;
-                        acked.fetch_add(acks as u64, Ordering::Release);
-                    }
-                }
-            }
-        })
-    };
-    let start = Instant::now();
-    let mut sent = 0u64;
-    while start.elapsed().as_secs_f64() < secs {
-        while sent - acked.load(Ordering::Acquire) >= 64 {
-            std::hint::spin_loop();
-        }
-        w.write_all(&f).unwrap();
-        sent += 1;
-    }
-    while acked.load(Ordering::Acquire) < sent {
-        std::thread::yield_now();
-    }
-    let el = start.elapsed().as_secs_f64();
-    w.shutdown(std::net::Shutdown::Both).ok();
-    reader.join().unwrap();
-    let records = sent as f64 * per_frame as f64;
-    (records / el, records * (size + 5) as f64 / el / 1e6)
+    // About `secs` seconds at the ~2 M records/s this machine manages.
+    floor::produce(server.addr(), topic, size, (secs * 2.0e6) as u64)
 }
 
 fn raw_latency(server: &TestServer, topic: u32, n: u64) -> Histogram<u64> {
-    let f = frame(topic, 1, 64);
-    let mut s = TcpStream::connect(server.addr()).unwrap();
-    s.set_nodelay(true).unwrap();
-    let mut h = Histogram::<u64>::new(3).unwrap();
-    let mut ack = [0u8; HEADER_LEN];
-    for i in 0..n + 1000 {
-        let t = Instant::now();
-        s.write_all(&f).unwrap();
-        s.read_exact(&mut ack).unwrap();
-        if i >= 1000 {
-            h.record(t.elapsed().as_nanos() as u64).unwrap();
-        }
-    }
-    h
+    floor::send_with_ack(server.addr(), topic, 64, n)
 }
 
 fn producer(
@@ -175,9 +106,7 @@ fn our_latency(
     h
 }
 
-fn us(h: &Histogram<u64>, q: f64) -> f64 {
-    h.value_at_quantile(q) as f64 / 1000.0
-}
+use floor::us;
 
 fn main() {
     let secs = env("SECS", 3) as f64;

@@ -9,16 +9,18 @@
 //! With no `LANCE_ADDR` it starts the embedded, Lance-compatible test server in-process.
 //! It creates a topic, produces `RECORDS` records (each: a u64 sequence number and a
 //! deterministic body) through a [`Producer`] that waits for every acknowledgement,
-//! fetches the topic back from offset 0 (carrying records that a fetch cuts in half over
-//! to the next fetch), checks every record byte for byte and in order, and prints
-//! records/s, MB/s and the acknowledgement latency.
+//! reads the topic back with a [`StandaloneConsumer`] (which carries records that a fetch
+//! cuts in half over to the next fetch), checks every record byte for byte and in order,
+//! and prints records/s, MB/s and the acknowledgement latency.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use lnc_uring::proto::{complete_prefix, RecordIter, MAX_VALUE_LEN};
 use lnc_uring::testkit::TestServer;
-use lnc_uring::{FetchOutcome, LanceClient, Producer, ProducerConfig};
+use lnc_uring::{
+    ConnectionConfig, ConsumerConfig, LanceClient, Producer, ProducerConfig, SeekPosition,
+    StandaloneConsumer,
+};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -97,32 +99,22 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         l.p50_us, l.p99_us, l.p999_us, l.max_us
     );
 
-    // Read back and check every record.
+    // Read back and check every record: the consumer delivers whole records even where
+    // a fetch cut one in half.
+    let cfg = ConsumerConfig::new("quickstart", topic.id)
+        .with_start(SeekPosition::Offset(base))
+        .with_max_fetch_bytes(1 << 20)
+        .with_auto_commit(None)
+        .with_connection(ConnectionConfig::new(addr.clone()));
+    let mut consumer = StandaloneConsumer::connect(cfg)?;
     let start = Instant::now();
-    let mut offset = base;
-    let mut carry: Vec<u8> = Vec::new();
     let mut next_seq = 0u64;
     let mut expected = Vec::with_capacity(size);
     while next_seq < records {
-        let data = match admin.fetch(topic.id, offset, 1 << 20)? {
-            FetchOutcome::Data { next_offset, data } => {
-                offset = next_offset;
-                data
-            }
-            FetchOutcome::CatchingUp { server_offset } => {
-                return Err(format!(
-                    "log ended at {server_offset} with {next_seq} of {records} records read"
-                )
-                .into())
-            }
-            other => return Err(format!("unexpected fetch outcome {other:?}").into()),
-        };
-        if data.is_empty() {
+        let Some(mut batch) = consumer.poll_timeout(Duration::from_secs(10))? else {
             return Err(format!("log ended with {next_seq} of {records} records read").into());
-        }
-        carry.extend_from_slice(&data);
-        let (complete, _) = complete_prefix(&carry, MAX_VALUE_LEN)?;
-        for rec in RecordIter::new(&carry[..complete]) {
+        };
+        for rec in batch.records() {
             let rec = rec?;
             fill(next_seq, size, &mut expected);
             if rec.value != expected.as_slice() {
@@ -130,8 +122,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
             next_seq += 1;
         }
-        carry.drain(..complete);
     }
+    consumer.close()?;
     let read_time = start.elapsed();
     println!(
         "read back and checked {records} records in {:.2} s: {:.0} records/s, {:.1} MB/s",

@@ -17,7 +17,7 @@ use crate::proto::{
     MAX_PAYLOAD_LEN, MAX_VALUE_LEN,
 };
 use crate::request::{unexpected, PendingReply};
-use crate::session::{after, Reply};
+use crate::session::{after, BufPool, Reply};
 use crate::Error;
 
 /// Where a consumer starts, or seeks to.
@@ -173,6 +173,7 @@ impl ConsumerConfig {
 pub struct PollResult {
     buf: Vec<u8>,
     scratch: Vec<u8>,
+    pool: Arc<BufPool>,
     start_offset: u64,
     end_offset: u64,
     lag: u64,
@@ -186,6 +187,12 @@ impl fmt::Debug for PollResult {
             .field("bytes", &self.buf.len())
             .field("lag", &self.lag)
             .finish()
+    }
+}
+
+impl Drop for PollResult {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.buf));
     }
 }
 
@@ -258,7 +265,7 @@ pub struct StandaloneConsumer {
     log_end_at: Option<Instant>,
     committed: Option<u64>,
     last_commit: Instant,
-    spare: Vec<Vec<u8>>,
+    pool: Arc<BufPool>,
     closed: bool,
 }
 
@@ -278,7 +285,10 @@ impl StandaloneConsumer {
     /// when the store has one, else at `cfg.start`.
     pub fn connect(cfg: ConsumerConfig) -> Result<StandaloneConsumer, Error> {
         cfg.validate()?;
-        let driver = Driver::spawn(cfg.connection.driver_config("lnc-consumer"))?;
+        let pool = Arc::new(BufPool::default());
+        let mut dcfg = cfg.connection.driver_config("lnc-consumer");
+        dcfg.session.fetch_pool = Some(pool.clone());
+        let driver = Driver::spawn(dcfg)?;
         let mut c = StandaloneConsumer {
             driver,
             consumer_id: consumer_id(&cfg.consumer_name),
@@ -290,7 +300,7 @@ impl StandaloneConsumer {
             log_end_at: None,
             committed: None,
             last_commit: Instant::now(),
-            spare: Vec::new(),
+            pool,
             closed: false,
             cfg,
         };
@@ -465,8 +475,7 @@ impl StandaloneConsumer {
                 b
             };
             let (complete, _) = complete_prefix(&buf, MAX_VALUE_LEN)?;
-            let mut tail = self.spare.pop().unwrap_or_default();
-            tail.clear();
+            let mut tail = self.pool.take(buf.len() - complete);
             tail.extend_from_slice(&buf[complete..]);
             buf.truncate(complete);
             self.carry = tail;
@@ -485,6 +494,7 @@ impl StandaloneConsumer {
             return Ok(Some(PollResult {
                 buf,
                 scratch: Vec::new(),
+                pool: self.pool.clone(),
                 start_offset: start,
                 end_offset: self.position,
                 lag: self.log_end.saturating_sub(self.position),
@@ -493,9 +503,7 @@ impl StandaloneConsumer {
     }
 
     fn keep_spare(&mut self, buf: Vec<u8>) {
-        if self.spare.len() < 4 {
-            self.spare.push(buf);
-        }
+        self.pool.give(buf);
     }
 
     fn fetch_req(&self, offset: u64) -> FetchRequest {

@@ -60,6 +60,8 @@ pub(crate) struct SessionConfig {
     /// Resend a batch after a retryable error or a lost connection at most this often
     /// (its delivery deadline bounds it too).
     pub(crate) max_attempts: u32,
+    /// Where fetched data is copied to (a consumer's pool), if anywhere.
+    pub(crate) fetch_pool: Option<std::sync::Arc<BufPool>>,
 }
 
 impl Default for SessionConfig {
@@ -72,6 +74,38 @@ impl Default for SessionConfig {
             auth_token: None,
             max_payload: MAX_PAYLOAD_LEN,
             max_attempts: u32::MAX,
+            fetch_pool: None,
+        }
+    }
+}
+
+/// Reusable byte buffers for fetched data, shared by a consumer (which returns them when
+/// a poll result is dropped) and its driver (which fills them): no allocation, and no
+/// page faults on fresh memory, per fetch.
+#[derive(Debug, Default)]
+pub(crate) struct BufPool {
+    bufs: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufPool {
+    /// A cleared buffer with room for `len` bytes, reused when one is free.
+    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
+        let mut v = self
+            .bufs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        v.clear();
+        v.reserve(len);
+        v
+    }
+
+    /// Gives a buffer back (a few are kept).
+    pub(crate) fn give(&self, v: Vec<u8>) {
+        let mut bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
+        if bufs.len() < 8 && v.capacity() > 0 {
+            bufs.push(v);
         }
     }
 }
@@ -639,7 +673,9 @@ impl Session {
         let mut fatal = None;
         while let Some(f) = frames.next_frame() {
             match f {
-                Ok(frame) => actions.push(Action::from_frame(&frame)),
+                Ok(frame) => {
+                    actions.push(Action::from_frame(&frame, self.cfg.fetch_pool.as_deref()))
+                }
                 Err(e) => {
                     fatal = Some(Fatal::Protocol(Error::InvalidFrame(e)));
                     break;
@@ -1069,13 +1105,13 @@ enum Action {
 }
 
 impl Action {
-    fn from_frame(frame: &Frame<'_>) -> Action {
+    fn from_frame(frame: &Frame<'_>, pool: Option<&BufPool>) -> Action {
         match frame.kind() {
             FrameKind::Keepalive => Action::Keepalive,
             FrameKind::Ack => Action::Ack(frame.header.batch_id),
             FrameKind::Backpressure => Action::Backpressure,
             FrameKind::Control(_) => match Response::parse(frame) {
-                Ok(r) => Action::Reply(owned(r)),
+                Ok(r) => Action::Reply(owned(r, pool)),
                 Err(e) => Action::Malformed(Error::InvalidResponse(e)),
             },
             FrameKind::Ingest | FrameKind::Unknown => Action::Ignore,
@@ -1083,12 +1119,19 @@ impl Action {
     }
 }
 
-fn owned(r: Response<'_>) -> Reply {
+fn owned(r: Response<'_>, pool: Option<&BufPool>) -> Reply {
     match r {
         Response::Topic(j) | Response::ClusterStatus(j) => Reply::Json(j.to_vec()),
         Response::Fetch(f) => Reply::Fetch {
             next_offset: f.next_offset,
-            data: f.data.to_vec(),
+            data: match pool {
+                Some(p) => {
+                    let mut v = p.take(f.data.len());
+                    v.extend_from_slice(f.data);
+                    v
+                }
+                None => f.data.to_vec(),
+            },
         },
         Response::CatchingUp { server_offset } => Reply::CatchingUp { server_offset },
         Response::SubscribeAck(a) => Reply::SubscribeAck {

@@ -11,8 +11,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lnc_uring::proto::{ack_frame, Checksum, Header, HEADER_LEN};
-use lnc_uring::{Backend, ConnectionConfig, Producer, ProducerConfig};
+use lnc_uring::proto::{
+    ack_frame, control_header, encode_raw, Checksum, ControlCode, Header, Request, HEADER_LEN,
+};
+use lnc_uring::{
+    Backend, ConnectionConfig, ConsumerConfig, Producer, ProducerConfig, StandaloneConsumer,
+};
 
 struct Counting;
 
@@ -138,5 +142,99 @@ fn producer_allocates_nothing_per_record() {
                 "{backend} blocking={blocking}: {allocs} allocations for {records} records"
             );
         }
+    }
+}
+
+/// Serves Fetch requests from a log built before the loop (no allocation in the loop).
+fn fetch_server(log: Arc<Vec<u8>>) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        s.set_nodelay(true).unwrap();
+        let mut req = [0u8; HEADER_LEN + 64];
+        loop {
+            if s.read_exact(&mut req[..HEADER_LEN]).is_err() {
+                return;
+            }
+            let h = Header::decode(&req[..HEADER_LEN], Checksum::Ieee).unwrap();
+            let len = h.payload_length as usize;
+            if s.read_exact(&mut req[HEADER_LEN..HEADER_LEN + len])
+                .is_err()
+            {
+                return;
+            }
+            let Ok(Request::Fetch(f)) = Request::parse(
+                ControlCode(h.batch_id as u8),
+                &req[HEADER_LEN..HEADER_LEN + len],
+            ) else {
+                continue; // the consumer sends only fetches here
+            };
+            let start = (f.start_offset as usize).min(log.len());
+            let end = (start + f.max_bytes as usize).min(log.len());
+            let data = &log[start..end];
+            let mut prefix = [0u8; 16];
+            prefix[..8].copy_from_slice(&(end as u64).to_le_bytes());
+            prefix[8..12].copy_from_slice(&(data.len() as u32).to_le_bytes());
+            prefix[12..16].copy_from_slice(&u32::from(!data.is_empty()).to_le_bytes());
+            let mut header = control_header(ControlCode::FETCH_RESPONSE);
+            header.payload_length = (16 + data.len()) as u32;
+            header.payload_crc = Checksum::Ieee.append(Checksum::Ieee.compute(&prefix), data);
+            let head = header.to_bytes(Checksum::Ieee);
+            if s.write_all(&head)
+                .and_then(|_| s.write_all(&prefix))
+                .and_then(|_| s.write_all(data))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn consumer_allocates_nothing_per_record() {
+    let records = 200_000u64;
+    let mut log = Vec::new();
+    for i in 0..records {
+        encode_raw(&mut log, &[(i % 251) as u8; 100]).unwrap();
+    }
+    let log = Arc::new(log);
+    for backend in common::backends() {
+        let addr = fetch_server(log.clone());
+        let cfg = ConsumerConfig::new("alloc", 1)
+            .with_max_fetch_bytes(64 * 1024)
+            .with_auto_commit(None)
+            .with_connection(
+                ConnectionConfig::new(addr.to_string())
+                    .with_backend(backend)
+                    .with_keepalive_interval(Duration::from_secs(3600)),
+            );
+        let mut c = StandaloneConsumer::connect(cfg).unwrap();
+        let mut read = 0u64;
+        let mut before = 0;
+        let mut counted_from = 0;
+        while read < records {
+            if before == 0 && read >= records / 2 {
+                before = ALLOCS.load(Ordering::Relaxed);
+                counted_from = read;
+            }
+            let mut r = c
+                .poll_timeout(Duration::from_secs(10))
+                .unwrap()
+                .expect("data");
+            read += r.records().count() as u64;
+        }
+        let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+        let counted = read - counted_from;
+        eprintln!("{backend}: {allocs} allocations for {counted} records");
+        // Fetch buffers, tails and requests are reused: nothing scales with the record
+        // count; a control request frame per fetch (about 1 per 600 records) is all.
+        assert!(
+            allocs * 100 < counted,
+            "{backend}: {allocs} allocations for {counted} records"
+        );
+        drop(c);
     }
 }
