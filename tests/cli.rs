@@ -146,13 +146,31 @@ fn bench_subcommands_print_json_results() {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
-    let v = run(&["bench", "produce", "--duration-secs", "1", "--record-size", "256"]);
+    let v = run(&[
+        "bench",
+        "produce",
+        "--duration-secs",
+        "1",
+        "--record-size",
+        "256",
+    ]);
     assert!(v["records_per_sec"].as_f64().unwrap() > 0.0);
     let v = run(&["bench", "latency", "--count", "200", "--backend", "poll"]);
     assert!(v["p50_us"].as_f64().unwrap() > 0.0);
-    let v = run(&["bench", "consume", "--count", "20000", "--record-size", "100"]);
+    let v = run(&[
+        "bench",
+        "consume",
+        "--count",
+        "20000",
+        "--record-size",
+        "100",
+    ]);
     assert_eq!(v["records"], 20000);
 }
