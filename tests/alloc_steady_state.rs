@@ -44,6 +44,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The counter is process-wide: the tests of this binary take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Acknowledges every ingest frame; buffers allocated once, before the loop.
 fn ack_server(stop: Arc<AtomicBool>) -> std::net::SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -130,6 +133,7 @@ fn run(backend: Backend, blocking_send: bool) -> (u64, u64) {
 
 #[test]
 fn producer_allocates_nothing_per_record() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for backend in common::backends() {
         for blocking in [false, true] {
             let (allocs, records) = run(backend, blocking);
@@ -195,6 +199,7 @@ fn fetch_server(log: Arc<Vec<u8>>) -> std::net::SocketAddr {
 
 #[test]
 fn consumer_allocates_nothing_per_record() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let records = 200_000u64;
     let mut log = Vec::new();
     for i in 0..records {
