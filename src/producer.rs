@@ -315,8 +315,9 @@ struct Shared {
 }
 
 impl Shared {
-    /// Seals `open` into a batch.
-    fn seal(&self, topic_id: u32, open: Open, spare: &mut Vec<FrameBuf>) -> Result<Batch, Error> {
+    /// Seals `open` into a batch. Infallible: if compression fails (it cannot for a
+    /// batch under the frame limit), the records go out uncompressed.
+    fn seal(&self, topic_id: u32, open: Open, spare: &mut Vec<FrameBuf>) -> Batch {
         let Open {
             mut buf,
             records,
@@ -328,10 +329,13 @@ impl Shared {
             let mut frame = spare.pop().unwrap_or_else(|| FrameBuf::heap(Vec::new()));
             frame.data.clear();
             frame.data.resize(HEADER_LEN, 0);
-            compress_records(&buf.data[HEADER_LEN..], &mut frame.data)?;
-            buf.data.clear();
-            spare.push(buf);
-            buf = frame;
+            if compress_records(&buf.data[HEADER_LEN..], &mut frame.data).is_ok() {
+                buf.data.clear();
+                spare.push(buf);
+                buf = frame;
+            } else {
+                spare.push(frame);
+            }
         }
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -343,14 +347,14 @@ impl Shared {
         );
         slot.set_size(bytes, records);
         self.batches_sealed.fetch_add(1, Ordering::Relaxed);
-        Ok(Batch {
+        Batch {
             frame: buf,
             records,
             slot,
             deadline: after(Instant::now(), self.cfg.delivery_timeout),
             attempts: 0,
             not_before: None,
-        })
+        }
     }
 }
 
@@ -365,16 +369,8 @@ impl Accumulator for Shared {
             .collect();
         for t in due {
             let open = acc.open.remove(&t).expect("listed above");
-            let slot = open.slot.clone();
-            let records = open.records;
             let mut spare = std::mem::take(&mut acc.spare);
-            match self.seal(t, open, &mut spare) {
-                Ok(b) => sink(b),
-                Err(e) => {
-                    slot.set_size(0, records);
-                    slot.fail(e, 0)
-                }
-            }
+            sink(self.seal(t, open, &mut spare));
             acc.spare = spare;
         }
         let next = acc.open.values().map(|o| o.deadline).min();
@@ -552,7 +548,7 @@ impl Producer {
                     && open.records > 0;
                 if len + size > MAX_PAYLOAD_LEN as usize || over_fixed {
                     let open = acc.open.remove(&topic_id).expect("present");
-                    sealed[0] = Some(self.shared.seal(topic_id, open, &mut acc.spare)?);
+                    sealed[0] = Some(self.shared.seal(topic_id, open, &mut acc.spare));
                 }
             }
             let open = match acc.open.entry(topic_id) {
@@ -601,7 +597,7 @@ impl Producer {
             open.records += 1;
             if open.buf.data.len() - HEADER_LEN >= cfg.batch_size || cfg.linger.is_zero() {
                 let open = acc.open.remove(&topic_id).expect("present");
-                sealed[1] = Some(self.shared.seal(topic_id, open, &mut acc.spare)?);
+                sealed[1] = Some(self.shared.seal(topic_id, open, &mut acc.spare));
             }
         }
         self.shared.records_sent.fetch_add(1, Ordering::Relaxed);
@@ -643,7 +639,7 @@ impl Producer {
             let mut out = Vec::with_capacity(topics.len());
             for t in topics {
                 let open = acc.open.remove(&t).expect("listed");
-                out.push(self.shared.seal(t, open, &mut acc.spare)?);
+                out.push(self.shared.seal(t, open, &mut acc.spare));
             }
             out
         };
