@@ -4,22 +4,50 @@
 //! [Lance](https://github.com/nitecon/lance) streaming server, built for latency-critical
 //! Linux processes, load tests and programs that want a client without an async runtime.
 //!
-//! The crate is layered:
-//!
 //! ```text
-//!   application threads            lnc-uring
-//!  ┌──────────────────┐   ┌──────────────────────────────────────────────┐
-//!  │ Producer / ...   │──▶│ proto: sans-IO core (headers, frames, control │
-//!  │ blocking handles │   │ requests/replies, TLV records, checksums)     │
-//!  └──────────────────┘   └──────────────────────────────────────────────┘
+//!  application threads          one driver thread per handle        the server
+//! ┌─────────────────────┐      ┌──────────────────────────────┐
+//! │ Producer (Sync)     │ cmd  │ Session (sans-IO): ACK        │
+//! │  batches, CRC,      │─────▶│  correlation, fences,         │   TCP   ┌────────┐
+//! │  tickets            │ chan │  keepalive, auth, reconnect   │◀──────▶│ Lance  │
+//! │ StandaloneConsumer  │◀─────│ backend: io_uring (multishot  │         └────────┘
+//! │ LanceClient (admin) │ wake │  recv, SEND_ZC, eventfd) or   │
+//! └─────────────────────┘      │  poll(2) where io_uring is    │
+//!                              │  unavailable                  │
+//!                              └──────────────────────────────┘
 //! ```
 //!
+//! * [`Producer`], [`StandaloneConsumer`], [`LanceClient`] — blocking handles. Each owns a
+//!   driver thread (optionally pinned, optionally busy-polling) that owns the socket.
 //! * [`proto`] — the sans-IO protocol core: no sockets, no threads, no `unsafe`. It
 //!   encodes and decodes exactly what the released server speaks, which differs from the
 //!   published LWP specification (IEEE CRC-32, plain-text errors, raw-byte fetches…).
-//! * `testkit` (cargo feature `testkit`) — an embedded LWP server for tests.
+//! * `testkit` (cargo feature `testkit`) — an embedded Lance-compatible server with
+//!   scripted faults, for tests.
 //!
-//! ## Example: build an ingest frame and decode the server's ACK
+//! ## Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use lnc_uring::testkit::TestServer;
+//! use lnc_uring::{ConnectionConfig, ConsumerConfig, LanceClient, Producer, ProducerConfig, StandaloneConsumer};
+//!
+//! let server = TestServer::start()?; // or a real server's address
+//! let addr = server.addr().to_string();
+//! let topic = LanceClient::connect(&addr)?.ensure_topic("events")?.id;
+//!
+//! let producer = Producer::connect(&addr, ProducerConfig::default())?;
+//! producer.send(topic, b"hello")?; // returns once the server acknowledged it
+//! producer.close(Duration::from_secs(5))?;
+//!
+//! let cfg = ConsumerConfig::new("reader", topic).with_connection(ConnectionConfig::new(addr));
+//! let mut consumer = StandaloneConsumer::connect(cfg)?;
+//! let mut batch = consumer.poll_timeout(Duration::from_secs(5))?.unwrap();
+//! assert_eq!(batch.records().next().unwrap()?.value, b"hello");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## The protocol core on its own
 //!
 //! ```
 //! use lnc_uring::proto::{
