@@ -114,9 +114,13 @@ impl DeliverySlot {
         // (x86 reorders a store with a later load) and the waiter would sleep forever.
         fence(Ordering::SeqCst);
         if let Some(g) = &self.gauge {
+            let records = self.records.swap(0, Ordering::Relaxed);
+            if state == FAILED && records > 0 {
+                g.note_failure(&self.error);
+            }
             g.release(
                 self.bytes.swap(0, Ordering::Relaxed),
-                self.records.swap(0, Ordering::Relaxed),
+                records,
                 state == FAILED,
             );
         }
@@ -257,6 +261,7 @@ pub(crate) struct Gauge {
     bytes: AtomicUsize,
     records: AtomicU64,
     failed: AtomicU64,
+    first_failure: Mutex<Option<Error>>,
     waiting: AtomicUsize,
     lock: Mutex<()>,
     cv: Condvar,
@@ -315,6 +320,22 @@ impl Gauge {
     /// Gives back a record's bytes that never made it into a batch.
     pub(crate) fn unacquire(&self, bytes: usize) {
         self.release(bytes, 1, false);
+    }
+
+    /// Keeps the first failure, for callers that dropped their tickets.
+    fn note_failure(&self, error: &Mutex<Option<Error>>) {
+        let mut first = self.first_failure.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        }
+    }
+
+    /// The first failure since the producer started, if any.
+    pub(crate) fn first_failure(&self) -> Option<Error> {
+        self.first_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn release(&self, bytes: usize, records: u32, failed: bool) {

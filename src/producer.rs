@@ -685,6 +685,12 @@ impl Producer {
         }
     }
 
+    /// The first record failure since the producer started (useful when tickets were
+    /// dropped; [`ProducerStats::records_failed`] counts them all).
+    pub fn first_failure(&self) -> Option<Error> {
+        self.shared.gauge.first_failure()
+    }
+
     /// Why the last connection was dropped, if one was (for logs).
     pub fn last_error(&self) -> Option<String> {
         self.driver.last_error()

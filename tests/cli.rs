@@ -132,6 +132,10 @@ fn errors_have_clear_messages_and_exit_codes() {
     drop(dead);
     let out = cli(&dead_addr, &["topics", "list"]);
     assert_eq!(out.status.code(), Some(4));
+    // A record the server refuses: the real reason and its exit code.
+    let out = cli(&addr, &["produce", "77", "--count", "3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unknown topic"));
     let out = cli(&addr, &["--json", "topics", "get", "99"]);
     assert_eq!(out.status.code(), Some(3));
     let v: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();

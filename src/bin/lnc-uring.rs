@@ -459,12 +459,11 @@ fn produce(cli: &Cli, a: &ProduceArgs) -> Result<(), Error> {
     producer.flush(Duration::from_secs(300))?;
     let secs = start.elapsed().as_secs_f64();
     let stats = producer.stats();
+    let failure = producer.first_failure();
     producer.close(Duration::from_secs(10))?;
-    if stats.records_failed > 0 {
-        return Err(Error::Protocol(format!(
-            "{} records failed",
-            stats.records_failed
-        )));
+    if let Some(e) = failure {
+        eprintln!("lnc-uring: {} of {n} records failed", stats.records_failed);
+        return Err(e);
     }
     if cli.json {
         println!(
