@@ -465,7 +465,9 @@ impl StandaloneConsumer {
                 self.log_end = next_offset;
                 self.log_end_at = Some(Instant::now());
             }
-            // Whole records: the carried tail plus this fetch.
+            // Whole records. Usually the fetch starts at a record boundary and its cut
+            // tail is simply fetched again next time (no copy, at most one record read
+            // twice). A record longer than a whole fetch is assembled in `carry`.
             let mut buf = if self.carry.is_empty() {
                 data
             } else {
@@ -475,19 +477,19 @@ impl StandaloneConsumer {
                 b
             };
             let (complete, _) = complete_prefix(&buf, MAX_VALUE_LEN)?;
-            let mut tail = self.pool.take(buf.len() - complete);
-            tail.extend_from_slice(&buf[complete..]);
-            buf.truncate(complete);
-            self.carry = tail;
-            // Prefetch while the application works on these records.
-            if full || !self.carry.is_empty() {
+            if complete == 0 {
+                // Only part of one record so far: keep it and fetch on.
+                self.carry = buf;
                 let next = next_offset;
                 self.inflight = Some((self.start_fetch(next)?, next));
-            }
-            if complete == 0 {
-                // Only part of a record so far: fetch on.
-                self.keep_spare(buf);
                 continue;
+            }
+            let cut = complete < buf.len();
+            buf.truncate(complete);
+            // Prefetch while the application works on these records.
+            if full || cut {
+                let next = self.position + complete as u64;
+                self.inflight = Some((self.start_fetch(next)?, next));
             }
             let start = self.position;
             self.position += complete as u64;
