@@ -932,6 +932,7 @@ impl Session {
     }
 
     fn refuse(&mut self, message: String) {
+        log::error!("authentication refused: {message}");
         let e = Error::Authentication { message };
         self.refused = Some(e.clone());
         self.phase = Phase::Refused;

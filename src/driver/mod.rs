@@ -457,6 +457,7 @@ fn thread_main(
             ) {
                 Ok((io, bufs)) => {
                     counters.backend.store(BACKEND_URING, Ordering::Relaxed);
+                    log::info!("{}: io_uring backend", cfg.thread_name);
                     for b in bufs {
                         let _ = recycle.try_send(b);
                     }
@@ -466,7 +467,12 @@ fn thread_main(
                     let _ = ready.send(Err(Error::Config(format!("io_uring unavailable: {e}"))));
                     return;
                 }
-                Err(_) => {}
+                Err(e) => {
+                    log::warn!(
+                        "{}: io_uring unavailable ({e}); falling back to poll(2)",
+                        cfg.thread_name
+                    );
+                }
             }
         }
     }
@@ -479,6 +485,7 @@ fn thread_main(
     match poll::PollIo::new(waker.clone(), counters.clone()) {
         Ok(io) => {
             counters.backend.store(BACKEND_POLL, Ordering::Relaxed);
+            log::info!("{}: poll(2) backend", cfg.thread_name);
             Loop::new(cfg, rx, waker, counters, recycle, io).run(ready)
         }
         Err(e) => {
@@ -532,6 +539,7 @@ impl State {
 impl Events for State {
     fn connected(&mut self) {
         self.counters.connects.fetch_add(1, Ordering::Relaxed);
+        log::debug!("connected");
         self.session.on_connected(Instant::now());
         if self.first_outcome.is_none() {
             self.first_outcome = Some(Ok(()));
@@ -539,6 +547,7 @@ impl Events for State {
     }
 
     fn connect_failed(&mut self, error: io::Error) {
+        log::debug!("connect failed: {error}");
         self.counters
             .connect_failures
             .fetch_add(1, Ordering::Relaxed);
@@ -562,6 +571,10 @@ impl Events for State {
     fn closed(&mut self, error: Option<io::Error>) {
         if self.session.is_connected() {
             self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+            match &error {
+                Some(e) => log::info!("connection lost: {e}"),
+                None => log::info!("connection closed"),
+            }
         }
         if let Some(e) = &error {
             *self
@@ -709,6 +722,7 @@ impl<I: Io> Loop<I> {
                     Fatal::Protocol(e) => e.to_string(),
                     Fatal::PeerTimeout => "no reply within the peer timeout".to_owned(),
                 };
+                log::warn!("{}: closing the connection: {why}", self.cfg.thread_name);
                 *self
                     .counters
                     .last_error
