@@ -353,7 +353,6 @@ pub(crate) struct Session {
     retries_in_pass: usize,
     last_tx: Instant,
     last_rx: Instant,
-    auth_call: Option<u64>,
     refused: Option<Error>,
     stats: SessionStats,
     fatal: Option<Fatal>,
@@ -388,7 +387,6 @@ impl Session {
             retries_in_pass: 0,
             last_tx: now,
             last_rx: now,
-            auth_call: None,
             refused: None,
             stats: SessionStats::default(),
             fatal: None,
@@ -488,7 +486,6 @@ impl Session {
             let _ = Request::Authenticate { token: &token }.encode(self.cfg.checksum, &mut frame);
             let seq = self.bump_seq();
             self.small.push_front((seq, frame));
-            self.auth_call = Some(seq);
             self.phase = Phase::Authenticating;
         } else {
             self.phase = Phase::Ready;
@@ -533,7 +530,6 @@ impl Session {
         for (_, buf) in self.retired.drain(..) {
             self.spent.push(buf);
         }
-        self.auth_call = None;
         self.errors.clear();
         self.quorum_lost = false;
         self.fence = FenceState::None;
@@ -876,7 +872,6 @@ impl Session {
             match reply {
                 Reply::Authenticate { success: true, .. } => {
                     self.phase = Phase::Ready;
-                    self.auth_call = None;
                 }
                 Reply::Authenticate { message, .. } => self.refuse(message),
                 Reply::Error(e) => self.refuse(e.message),
