@@ -17,6 +17,25 @@ const PENDING: u8 = 0;
 const ACKED: u8 = 1;
 const FAILED: u8 = 2;
 
+/// A completion callback of one record.
+type Callback = Box<dyn FnOnce(Result<RecordMetadata, Error>) + Send + 'static>;
+
+/// Who waits for a slot: parked threads, and callbacks with their record's position.
+#[derive(Default)]
+struct Waiters {
+    threads: Vec<Thread>,
+    callbacks: Vec<(u32, Callback)>,
+}
+
+impl std::fmt::Debug for Waiters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiters")
+            .field("threads", &self.threads.len())
+            .field("callbacks", &self.callbacks.len())
+            .finish()
+    }
+}
+
 /// Where an acknowledged record went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -40,7 +59,7 @@ pub(crate) struct DeliverySlot {
     topic_id: AtomicU64,
     attempts: AtomicU64,
     has_waiters: AtomicBool,
-    waiters: Mutex<Vec<Thread>>,
+    waiters: Mutex<Waiters>,
     error: Mutex<Option<Error>>,
     /// Buffered bytes and records this batch holds in its producer's [`Gauge`].
     bytes: AtomicUsize,
@@ -61,7 +80,7 @@ impl DeliverySlot {
             topic_id: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
             has_waiters: AtomicBool::new(false),
-            waiters: Mutex::new(Vec::new()),
+            waiters: Mutex::new(Waiters::default()),
             error: Mutex::new(None),
             bytes: AtomicUsize::new(0),
             records: AtomicU32::new(0),
@@ -105,10 +124,14 @@ impl DeliverySlot {
     }
 
     fn finish(&self, state: u8) {
-        if self.state.load(Ordering::Acquire) != PENDING {
+        // Exactly one completion wins (the driver, or a batch dropped elsewhere).
+        if self
+            .state
+            .compare_exchange(PENDING, state, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             return;
         }
-        self.state.store(state, Ordering::Release);
         // Store-then-load against the waiter's store of `has_waiters` then load of
         // `state`: without a full fence on both sides each could miss the other's store
         // (x86 reorders a store with a later load) and the waiter would sleep forever.
@@ -125,13 +148,52 @@ impl DeliverySlot {
             );
         }
         if self.has_waiters.load(Ordering::SeqCst) {
-            // Drain rather than take, so the list keeps its capacity for the slot's next
-            // batch (no allocation per wait in steady state).
-            let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-            self.has_waiters.store(false, Ordering::SeqCst);
-            for t in waiters.drain(..) {
-                t.unpark();
+            // Drain rather than take, so the thread list keeps its capacity for the
+            // slot's next batch (no allocation per wait in steady state).
+            let callbacks = {
+                let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+                self.has_waiters.store(false, Ordering::SeqCst);
+                for t in waiters.threads.drain(..) {
+                    t.unpark();
+                }
+                std::mem::take(&mut waiters.callbacks)
+            };
+            // Outside the lock: a callback may register another one.
+            for (offset, f) in callbacks {
+                if let Some(r) = self.result(offset) {
+                    f(r);
+                }
             }
+        }
+    }
+
+    /// Runs `f` with the outcome of record `offset_in_batch`: now if the slot is done,
+    /// otherwise on the thread that completes it.
+    fn on_complete(&self, offset_in_batch: u32, f: Callback) {
+        {
+            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            if !self.is_done() {
+                w.callbacks.push((offset_in_batch, f));
+                self.has_waiters.store(true, Ordering::SeqCst);
+                // Pairs with the fence in `finish`: either it sees `has_waiters`, or the
+                // re-check below sees the state.
+                fence(Ordering::SeqCst);
+                if !self.is_done() {
+                    return;
+                }
+                // Completed meanwhile; `finish` may or may not have drained the list.
+                let pending = w.callbacks.pop();
+                drop(w);
+                if let Some((off, f)) = pending {
+                    if let Some(r) = self.result(off) {
+                        f(r);
+                    }
+                }
+                return;
+            }
+        }
+        if let Some(r) = self.result(offset_in_batch) {
+            f(r);
         }
     }
 
@@ -176,8 +238,8 @@ impl DeliverySlot {
                     return true;
                 }
                 let me = thread::current();
-                if !w.iter().any(|t| t.id() == me.id()) {
-                    w.push(me);
+                if !w.threads.iter().any(|t| t.id() == me.id()) {
+                    w.threads.push(me);
                 }
                 self.has_waiters.store(true, Ordering::SeqCst);
             }
@@ -251,6 +313,31 @@ impl DeliveryTicket {
     /// Whether the outcome is known.
     pub fn is_done(&self) -> bool {
         self.slot.is_done()
+    }
+
+    /// Calls `f` exactly once with the record's outcome: at once (on this thread) if it
+    /// is already known, otherwise on the thread that learns it — usually the driver
+    /// thread, so `f` must be quick and must not block (hand the result to your own
+    /// queue, event loop or channel). Allocates one box per call.
+    ///
+    /// ```
+    /// use lnc_uring::{testkit::TestServer, Producer, ProducerConfig};
+    ///
+    /// let server = TestServer::start()?;
+    /// let topic = server.create_topic("events");
+    /// let producer = Producer::connect(&server.addr().to_string(), ProducerConfig::default())?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// producer.send_async(topic, b"hello")?.on_complete(move |outcome| {
+    ///     let _ = tx.send(outcome.map(|m| m.batch_id));
+    /// });
+    /// assert!(rx.recv()?.is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_complete<F>(self, f: F)
+    where
+        F: FnOnce(Result<RecordMetadata, Error>) + Send + 'static,
+    {
+        self.slot.on_complete(self.offset_in_batch, Box::new(f));
     }
 }
 
@@ -459,6 +546,57 @@ mod tests {
         slot.fail(Error::ConnectionClosed, 2);
         assert!(matches!(a.wait(), Err(Error::ConnectionClosed)));
         assert!(matches!(b.try_wait(), Some(Err(Error::ConnectionClosed))));
+    }
+
+    #[test]
+    fn callbacks_run_once_before_or_after_completion() {
+        use std::sync::atomic::AtomicUsize;
+        let slot = Arc::new(DeliverySlot::new());
+        slot.reset(4);
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for i in 0..3u32 {
+            let (hits, tx) = (hits.clone(), tx.clone());
+            DeliveryTicket::new(slot.clone(), i, Duration::ZERO).on_complete(move |r| {
+                hits.fetch_add(1, Ordering::SeqCst);
+                tx.send(r.map(|m| m.offset_in_batch)).unwrap();
+            });
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+        slot.ack(9, 1);
+        slot.fail(Error::Closed, 1); // a second completion is ignored
+        let mut got: Vec<u32> = (0..3).map(|_| rx.recv().unwrap().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 2]);
+        // Registered after completion: runs at once, on this thread.
+        let hits2 = hits.clone();
+        DeliveryTicket::new(slot.clone(), 7, Duration::ZERO).on_complete(move |r| {
+            assert_eq!(r.unwrap().offset_in_batch, 7);
+            hits2.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(hits.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn callbacks_race_with_completion() {
+        use std::sync::atomic::AtomicUsize;
+        for _ in 0..200 {
+            let slot = Arc::new(DeliverySlot::new());
+            slot.reset(1);
+            let hits = Arc::new(AtomicUsize::new(0));
+            let completer = {
+                let slot = slot.clone();
+                thread::spawn(move || slot.ack(1, 1))
+            };
+            for i in 0..4 {
+                let hits = hits.clone();
+                DeliveryTicket::new(slot.clone(), i, Duration::ZERO).on_complete(move |_| {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            completer.join().unwrap();
+            assert_eq!(hits.load(Ordering::SeqCst), 4);
+        }
     }
 
     #[test]
