@@ -6,11 +6,12 @@
 //! reused once no ticket refers to them (`Arc::strong_count == 1`), so steady-state
 //! sending allocates nothing per record.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+use crate::producer::ledger::Ledger;
 use crate::Error;
 
 const PENDING: u8 = 0;
@@ -61,37 +62,45 @@ pub(crate) struct DeliverySlot {
     has_waiters: AtomicBool,
     waiters: Mutex<Waiters>,
     error: Mutex<Option<Error>>,
-    /// Buffered bytes and records this batch holds in its producer's [`Gauge`].
+    /// The batch's sequence number in its producer's [`Ledger`] (`UNSEALED` before
+    /// sealing) and its payload bytes.
+    seq: AtomicU64,
     bytes: AtomicUsize,
-    records: AtomicU32,
-    gauge: Option<Arc<Gauge>>,
+    ledger: Option<Arc<Ledger>>,
 }
+
+const UNSEALED: u64 = u64::MAX;
 
 impl DeliverySlot {
     #[cfg(test)]
     pub(crate) fn new() -> DeliverySlot {
-        DeliverySlot::with_gauge(None)
+        DeliverySlot::with_ledger(None)
     }
 
-    pub(crate) fn with_gauge(gauge: Option<Arc<Gauge>>) -> DeliverySlot {
+    pub(crate) fn with_ledger(ledger: Option<Arc<Ledger>>) -> DeliverySlot {
         DeliverySlot {
             state: AtomicU8::new(PENDING),
             batch_id: AtomicU64::new(0),
             topic_id: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
             has_waiters: AtomicBool::new(false),
-            waiters: Mutex::new(Waiters::default()),
+            // Room for a waiter or two without allocating on the first wait.
+            waiters: Mutex::new(Waiters {
+                threads: Vec::with_capacity(2),
+                callbacks: Vec::new(),
+            }),
             error: Mutex::new(None),
+            seq: AtomicU64::new(UNSEALED),
             bytes: AtomicUsize::new(0),
-            records: AtomicU32::new(0),
-            gauge,
+            ledger,
         }
     }
 
-    /// Records what the batch holds in the gauge, released when the slot completes.
-    pub(crate) fn set_size(&self, bytes: usize, records: u32) {
+    /// The batch was sealed as sequence `seq` of the ledger with `bytes` payload bytes;
+    /// its completion resolves that entry.
+    pub(crate) fn set_sealed(&self, seq: u64, bytes: usize) {
         self.bytes.store(bytes, Ordering::Relaxed);
-        self.records.store(records, Ordering::Relaxed);
+        self.seq.store(seq, Ordering::Release);
     }
 
     /// Makes a slot no one refers to ready for another batch.
@@ -101,7 +110,7 @@ impl DeliverySlot {
         self.batch_id.store(0, Ordering::Relaxed);
         self.attempts.store(0, Ordering::Relaxed);
         self.bytes.store(0, Ordering::Relaxed);
-        self.records.store(0, Ordering::Relaxed);
+        self.seq.store(UNSEALED, Ordering::Relaxed);
         self.state.store(PENDING, Ordering::Release);
     }
 
@@ -136,16 +145,17 @@ impl DeliverySlot {
         // `state`: without a full fence on both sides each could miss the other's store
         // (x86 reorders a store with a later load) and the waiter would sleep forever.
         fence(Ordering::SeqCst);
-        if let Some(g) = &self.gauge {
-            let records = self.records.swap(0, Ordering::Relaxed);
-            if state == FAILED && records > 0 {
-                g.note_failure(&self.error);
+        if let Some(ledger) = &self.ledger {
+            let seq = self.seq.load(Ordering::Acquire);
+            if seq != UNSEALED {
+                let bytes = self.bytes.load(Ordering::Relaxed);
+                if state == FAILED {
+                    let e = self.error.lock().unwrap_or_else(|e| e.into_inner());
+                    ledger.resolve(seq, bytes, Some(e.as_ref().unwrap_or(&Error::Closed)));
+                } else {
+                    ledger.resolve(seq, bytes, None);
+                }
             }
-            g.release(
-                self.bytes.swap(0, Ordering::Relaxed),
-                records,
-                state == FAILED,
-            );
         }
         if self.has_waiters.load(Ordering::SeqCst) {
             // Drain rather than take, so the thread list keeps its capacity for the
@@ -341,161 +351,34 @@ impl DeliveryTicket {
     }
 }
 
-/// Bytes and records a producer has accepted and not yet resolved, with the waiting
-/// room for senders blocked by the buffer-memory cap and for `flush`.
-#[derive(Debug, Default)]
-pub(crate) struct Gauge {
-    bytes: AtomicUsize,
-    records: AtomicU64,
-    failed: AtomicU64,
-    first_failure: Mutex<Option<Error>>,
-    waiting: AtomicUsize,
-    lock: Mutex<()>,
-    cv: Condvar,
-}
-
-impl Gauge {
-    /// Accounts `bytes` of one new record if the total stays within `max` (a record
-    /// larger than `max` alone is accepted when nothing else is buffered).
-    pub(crate) fn try_acquire(&self, bytes: usize, max: usize) -> bool {
-        let mut cur = self.bytes.load(Ordering::Relaxed);
-        loop {
-            if cur != 0 && cur + bytes > max {
-                return false;
-            }
-            match self.bytes.compare_exchange_weak(
-                cur,
-                cur + bytes,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    self.records.fetch_add(1, Ordering::Relaxed);
-                    return true;
-                }
-                Err(actual) => cur = actual,
-            }
-        }
-    }
-
-    /// Like [`Gauge::try_acquire`], waiting for room until `deadline`.
-    pub(crate) fn acquire(&self, bytes: usize, max: usize, deadline: Instant) -> bool {
-        if self.try_acquire(bytes, max) {
-            return true;
-        }
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let ok = loop {
-            if self.try_acquire(bytes, max) {
-                break true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                break false;
-            }
-            guard = self
-                .cv
-                .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        };
-        drop(guard);
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        ok
-    }
-
-    /// Gives back a record's bytes that never made it into a batch.
-    pub(crate) fn unacquire(&self, bytes: usize) {
-        self.release(bytes, 1, false);
-    }
-
-    /// Keeps the first failure, for callers that dropped their tickets.
-    fn note_failure(&self, error: &Mutex<Option<Error>>) {
-        let mut first = self.first_failure.lock().unwrap_or_else(|e| e.into_inner());
-        if first.is_none() {
-            *first = error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        }
-    }
-
-    /// The first failure since the producer started, if any.
-    pub(crate) fn first_failure(&self) -> Option<Error> {
-        self.first_failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn release(&self, bytes: usize, records: u32, failed: bool) {
-        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-        self.records.fetch_sub(u64::from(records), Ordering::AcqRel);
-        if failed {
-            self.failed.fetch_add(u64::from(records), Ordering::Relaxed);
-        }
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.cv.notify_all();
-        }
-    }
-
-    /// Buffered bytes not yet resolved.
-    pub(crate) fn bytes(&self) -> usize {
-        self.bytes.load(Ordering::Acquire)
-    }
-
-    /// Records accepted and not yet acknowledged or failed.
-    pub(crate) fn records(&self) -> u64 {
-        self.records.load(Ordering::Acquire)
-    }
-
-    /// Records that failed since the producer started.
-    pub(crate) fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
-    }
-
-    /// Waits until no record is outstanding or `deadline`; returns those left.
-    pub(crate) fn wait_empty(&self, deadline: Instant) -> u64 {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            let left = self.records();
-            let now = Instant::now();
-            if left == 0 || now >= deadline {
-                drop(guard);
-                self.waiting.fetch_sub(1, Ordering::SeqCst);
-                return left;
-            }
-            guard = self
-                .cv
-                .wait_timeout(guard, (deadline - now).min(Duration::from_millis(50)))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-}
-
 /// A pool of slots reused once nothing else refers to them.
 #[derive(Debug, Default)]
 pub(crate) struct SlotPool {
     slots: Vec<Arc<DeliverySlot>>,
     next: usize,
-    gauge: Option<Arc<Gauge>>,
+    ledger: Option<Arc<Ledger>>,
 }
 
 impl SlotPool {
-    /// A pool whose slots release into `gauge`.
-    pub(crate) fn with_gauge(gauge: Arc<Gauge>) -> SlotPool {
+    /// A pool of `prealloc` slots (it grows when more are in use at once) that resolve
+    /// into `ledger`.
+    pub(crate) fn with_ledger(ledger: Arc<Ledger>, prealloc: usize) -> SlotPool {
+        let slots = (0..prealloc)
+            .map(|_| Arc::new(DeliverySlot::with_ledger(Some(ledger.clone()))))
+            .collect();
         SlotPool {
-            gauge: Some(gauge),
-            ..SlotPool::default()
+            slots,
+            next: 0,
+            ledger: Some(ledger),
         }
     }
 
     /// A slot no one else holds, reset for `topic_id`.
     pub(crate) fn take(&mut self, topic_id: u32) -> Arc<DeliverySlot> {
         let n = self.slots.len();
-        // Look at candidates round robin (old slots free up in roughly the order they
-        // were used), bounded so a pool full of in-flight batches costs little.
-        for _ in 0..n.min(512) {
+        // Look at candidates round robin: old slots free up in roughly the order they
+        // were used, so the next one is usually free.
+        for _ in 0..n {
             let i = self.next % n;
             self.next = self.next.wrapping_add(1);
             if Arc::strong_count(&self.slots[i]) == 1 {
@@ -503,11 +386,10 @@ impl SlotPool {
                 return self.slots[i].clone();
             }
         }
-        let slot = Arc::new(DeliverySlot::with_gauge(self.gauge.clone()));
+        // More batches in flight (or tickets held) than ever before: grow.
+        let slot = Arc::new(DeliverySlot::with_ledger(self.ledger.clone()));
         slot.reset(topic_id);
-        if n < 4096 {
-            self.slots.push(slot.clone());
-        }
+        self.slots.push(slot.clone());
         slot
     }
 }

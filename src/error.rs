@@ -107,17 +107,74 @@ pub enum Error {
     /// A reply with the wrong shape.
     #[error("invalid reply: {0}")]
     InvalidResponse(#[from] PayloadError),
-    /// A record or batch larger than a frame can carry.
-    #[error("record of {size} bytes exceeds the limit of {max}")]
+    /// A record larger than a frame can carry: its encoded size (5-byte header plus
+    /// value) is over 16 MiB.
+    #[error("record of {size} encoded bytes exceeds the limit of {max}")]
     RecordTooLarge {
         /// Encoded size.
         size: usize,
         /// The limit.
         max: usize,
     },
-    /// The handle (or its driver) has been closed.
+    /// The handle has been closed (or the record was still unsent when it closed).
     #[error("the client is closed")]
     Closed,
+    /// The handle's driver thread stopped (its I/O backend failed, or it panicked):
+    /// nothing more can be sent or received on this handle.
+    #[error("the driver thread stopped: {reason}")]
+    Stopped {
+        /// What stopped it.
+        reason: String,
+    },
+    /// Records accepted before a `flush` or `close` failed: how many, and the first
+    /// failure. Each record's ticket has its own outcome.
+    #[error("{failed} record(s) were not delivered; first failure: {first}")]
+    DeliveryFailed {
+        /// Records that failed.
+        failed: u64,
+        /// The first failure among them.
+        first: Box<Error>,
+    },
+    /// A batch was sent (perhaps several times) and never acknowledged, then given up:
+    /// the server may or may not have stored it.
+    #[error("outcome unknown after {attempts} send(s): {cause}")]
+    OutcomeUnknown {
+        /// Times the batch was written to a connection.
+        attempts: u32,
+        /// Why it was given up (delivery timeout, retry limit, close, …).
+        cause: Box<Error>,
+    },
+    /// The server did not answer for the peer timeout while a reply was awaited; the
+    /// connection was dropped (the server itself closed nothing).
+    #[error("no reply from the server for {silent:?}; the connection was dropped")]
+    PeerTimeout {
+        /// How long nothing arrived.
+        silent: std::time::Duration,
+    },
+    /// This client dropped the connection because the server sent something it cannot
+    /// use (an invalid frame, an unexpected reply); requests on it may be retried.
+    #[error("dropped the connection: {reason}")]
+    ConnectionDropped {
+        /// What was wrong.
+        reason: String,
+    },
+    /// No connection to the server could be kept up (what a full buffer means when the
+    /// server is down).
+    #[error("the server is unreachable: {last_error}")]
+    Unreachable {
+        /// The last connection error.
+        last_error: String,
+    },
+    /// Fetched data that cannot be records: at `offset` (a byte offset of the topic), a
+    /// record header declares a length no frame can carry. The records before it were
+    /// delivered; see [`crate::StandaloneConsumer::skip_bad_record`].
+    #[error("damaged record at offset {offset}: {reason}")]
+    CorruptRecord {
+        /// Log offset of the record header.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// Configuration that cannot work.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -132,8 +189,12 @@ impl Error {
             | Error::Io(_)
             | Error::Timeout(_)
             | Error::Backpressure(_)
+            | Error::PeerTimeout { .. }
+            | Error::ConnectionDropped { .. }
+            | Error::Unreachable { .. }
             | Error::CatchingUp { .. } => true,
             Error::Server(e) => e.is_retryable(),
+            Error::OutcomeUnknown { cause, .. } => cause.is_retryable(),
             _ => false,
         }
     }
@@ -168,17 +229,21 @@ impl From<Error> for io::Error {
         let kind = match &e {
             Error::Io(inner) => inner.kind(),
             Error::Connect { source, .. } => source.kind(),
-            Error::ConnectionClosed => io::ErrorKind::ConnectionAborted,
-            Error::Timeout(_) => io::ErrorKind::TimedOut,
+            Error::ConnectionClosed | Error::ConnectionDropped { .. } => {
+                io::ErrorKind::ConnectionAborted
+            }
+            Error::Timeout(_) | Error::PeerTimeout { .. } => io::ErrorKind::TimedOut,
+            Error::Unreachable { .. } => io::ErrorKind::NotConnected,
             Error::Backpressure(_) => io::ErrorKind::WouldBlock,
             Error::TopicNotFound { .. } => io::ErrorKind::NotFound,
             Error::InvalidTopicName { .. } | Error::Config(_) | Error::RecordTooLarge { .. } => {
                 io::ErrorKind::InvalidInput
             }
             Error::Authentication { .. } => io::ErrorKind::PermissionDenied,
-            Error::InvalidFrame(_) | Error::InvalidRecord(_) | Error::InvalidResponse(_) => {
-                io::ErrorKind::InvalidData
-            }
+            Error::InvalidFrame(_)
+            | Error::InvalidRecord(_)
+            | Error::InvalidResponse(_)
+            | Error::CorruptRecord { .. } => io::ErrorKind::InvalidData,
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)

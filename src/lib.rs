@@ -72,6 +72,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod admin;
+mod buffers;
 mod config;
 mod consumer;
 mod delivery;

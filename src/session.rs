@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::buffers::FrameBuf;
 use crate::delivery::DeliverySlot;
 use crate::proto::{
     keepalive_frame, offset, Checksum, ControlCode, Frame, FrameDecoder, FrameKind, Request,
@@ -110,51 +111,59 @@ impl BufPool {
     }
 }
 
-/// A frame buffer: heap memory, or one of the io_uring driver's registered send buffers
-/// (usable by SEND_ZC with `IORING_RECVSEND_FIXED_BUF`).
-#[derive(Debug)]
-pub(crate) struct FrameBuf {
-    pub(crate) data: Vec<u8>,
-    /// The registration this allocation came with: buffer index, address and capacity.
-    pub(crate) reg: Option<(u16, usize, usize)>,
-}
-
-impl FrameBuf {
-    /// Plain heap memory.
-    pub(crate) fn heap(data: Vec<u8>) -> FrameBuf {
-        FrameBuf { data, reg: None }
-    }
-
-    /// The registered buffer index, if `data` is still exactly the registered allocation.
-    /// A `Vec` that grew was reallocated (its capacity changed for good), and one that was
-    /// dropped took its registration with it, so this never names other memory.
-    pub(crate) fn fixed_index(&self) -> Option<u16> {
-        self.reg
-            .filter(|&(_, addr, cap)| {
-                self.data.as_ptr() as usize == addr && self.data.capacity() == cap
-            })
-            .map(|(i, _, _)| i)
-    }
-}
-
 /// One sealed ingest frame and who waits for it.
 #[derive(Debug)]
 pub(crate) struct Batch {
-    /// Header and payload; bytes 12..20 (batch id) are patched when it is sent, which
-    /// needs no CRC update (the header CRC covers bytes 0..8 only).
+    /// Header and payload; bytes 12..20 (batch id) are patched when it is first sent,
+    /// which needs no CRC update (the header CRC covers bytes 0..8 only).
     pub(crate) frame: FrameBuf,
     pub(crate) records: u32,
     pub(crate) slot: Arc<DeliverySlot>,
     /// Fail with a timeout when not acknowledged by then.
     pub(crate) deadline: Instant,
-    pub(crate) attempts: u32,
+    /// Times the frame was handed to a connection.
+    pub(crate) sends: u32,
+    /// The batch id, assigned at the first send and kept for every resend (so a server
+    /// that deduplicates could recognise it).
+    pub(crate) id: Option<u64>,
+    /// An earlier send may have been stored: it was written and never got a definite
+    /// answer (a connection lost with it in flight, a quorum failure, a timeout).
+    pub(crate) maybe_stored: bool,
     /// A retry waits until then (back-off after a retryable error).
     pub(crate) not_before: Option<Instant>,
 }
 
 impl Batch {
-    fn take_frame(&mut self) -> FrameBuf {
-        std::mem::replace(&mut self.frame, FrameBuf::heap(Vec::new()))
+    pub(crate) fn new(
+        frame: FrameBuf,
+        records: u32,
+        slot: Arc<DeliverySlot>,
+        deadline: Instant,
+    ) -> Batch {
+        Batch {
+            frame,
+            records,
+            slot,
+            deadline,
+            sends: 0,
+            id: None,
+            maybe_stored: false,
+            not_before: None,
+        }
+    }
+
+    /// Fails the batch's records. `error` is wrapped in [`Error::OutcomeUnknown`] when
+    /// an earlier send may have been stored.
+    pub(crate) fn fail(&mut self, error: Error) {
+        let error = if self.maybe_stored && !matches!(error, Error::OutcomeUnknown { .. }) {
+            Error::OutcomeUnknown {
+                attempts: self.sends,
+                cause: Box::new(error),
+            }
+        } else {
+            error
+        };
+        self.slot.fail(error, self.sends);
     }
 }
 
@@ -163,7 +172,7 @@ impl Drop for Batch {
     /// could not be queued) fails its records rather than leaving them pending.
     fn drop(&mut self) {
         if !self.slot.is_done() {
-            self.slot.fail(Error::Closed, self.attempts);
+            self.fail(Error::Closed);
         }
     }
 }
@@ -263,6 +272,8 @@ pub(crate) struct SessionStats {
     pub(crate) batches_acked: u64,
     pub(crate) records_acked: u64,
     pub(crate) batches_failed: u64,
+    /// Batches written again (after an error, a lost connection or a dead peer);
+    /// counted once per resend, when it is written.
     pub(crate) batches_retried: u64,
     pub(crate) keepalives_sent: u64,
     pub(crate) fences: u64,
@@ -318,8 +329,8 @@ enum Phase {
 pub(crate) enum Fatal {
     /// Bytes that are not LWP: the stream cannot be trusted.
     Protocol(Error),
-    /// No sign of life within the peer timeout.
-    PeerTimeout,
+    /// No sign of life within the peer timeout (how long nothing was received).
+    PeerTimeout(Duration),
     /// `NOT_LEADER: redirect to <addr>`.
     Redirect(String),
 }
@@ -351,13 +362,19 @@ pub(crate) struct Session {
     keepalives: VecDeque<(u64, Option<Pong>)>,
     /// Retried batches already put back at the front of the queue in this pass.
     retries_in_pass: usize,
+    /// Last frame queued for writing (keepalives are sent after an idle interval).
     last_tx: Instant,
+    /// Last write that completed: the peer's kernel is still taking our bytes.
+    last_tx_done: Instant,
     last_rx: Instant,
+    /// While set, batches wait for the echo of this keepalive (proof that the server
+    /// answers on a new connection before anything is resent on it).
+    probe: Option<u64>,
+    /// Why the connection is down, for messages about records that wait meanwhile.
+    link_error: Option<String>,
     refused: Option<Error>,
     stats: SessionStats,
     fatal: Option<Fatal>,
-    /// Free frame buffers to give back to the producer.
-    spent: Vec<FrameBuf>,
     /// Reused list of actions decoded from one chunk.
     actions: Vec<Action>,
     /// A valid frame arrived on this connection (proof of life, for reconnect back-off).
@@ -386,11 +403,13 @@ impl Session {
             keepalives: VecDeque::new(),
             retries_in_pass: 0,
             last_tx: now,
+            last_tx_done: now,
             last_rx: now,
+            probe: None,
+            link_error: None,
             refused: None,
             stats: SessionStats::default(),
             fatal: None,
-            spent: Vec::new(),
             actions: Vec::new(),
             heard: false,
             latency: new_histogram(),
@@ -429,9 +448,9 @@ impl Session {
         self.fatal.take()
     }
 
-    /// Frame buffers no longer needed, for reuse.
-    pub(crate) fn take_spent(&mut self, out: &mut Vec<FrameBuf>) {
-        out.append(&mut self.spent);
+    /// Notes why connecting failed (for messages about records waiting meanwhile).
+    pub(crate) fn set_link_error(&mut self, error: String) {
+        self.link_error = Some(error);
     }
 
     // ---- inputs from the handles ----
@@ -475,12 +494,16 @@ impl Session {
         self.heard = false;
         self.last_rx = now;
         self.last_tx = now;
+        self.last_tx_done = now;
         self.keepalives.clear();
         self.fence = FenceState::None;
         self.errors.clear();
         self.quorum_lost = false;
         self.fatal = None;
+        self.probe = None;
+        self.link_error = None;
         if let Some(token) = self.cfg.auth_token.clone() {
+            // The Authenticate reply is also the proof of life a resend waits for.
             let mut frame = Vec::new();
             // A token is UTF-8 text; encoding cannot fail.
             let _ = Request::Authenticate { token: &token }.encode(self.cfg.checksum, &mut frame);
@@ -489,6 +512,12 @@ impl Session {
             self.phase = Phase::Authenticating;
         } else {
             self.phase = Phase::Ready;
+            if self.queue.iter().any(|b| b.sends > 0) {
+                // Batches written on an earlier connection wait until the server answers
+                // on this one: a frozen server accepts connections (the kernel does) and
+                // would otherwise collect a copy of the window on every reconnect.
+                self.probe = Some(self.queue_keepalive(now));
+            }
         }
     }
 
@@ -501,35 +530,30 @@ impl Session {
         } else {
             Phase::Disconnected
         };
+        self.link_error = Some(error.to_string());
+        self.probe = None;
+        let max = self.cfg.max_attempts;
         for f in std::mem::take(&mut self.inflight).into_iter().rev() {
             if f.timed_out {
                 // Already failed; nothing to resend.
                 self.retire(f);
                 continue;
             }
+            // Written, no answer: the server may have stored it.
             let mut b = f.batch;
-            b.attempts += 1;
-            self.queue.push_front(b);
-        }
-        // Trim batches that now exceed their attempt budget.
-        let max = self.cfg.max_attempts;
-        for b in std::mem::take(&mut self.queue) {
-            if b.attempts >= max {
+            b.maybe_stored = true;
+            if b.sends >= max {
                 self.fail_batch(b, error.clone());
             } else {
-                self.queue.push_back(b);
+                self.queue.push_front(b);
             }
         }
         for p in self.calls_pending.drain(..) {
             let _ = p.call.reply.send(Err(error.clone()));
         }
         self.small.clear();
-        for (_, buf) in self.small_tx.drain(..) {
-            drop(buf);
-        }
-        for (_, buf) in self.retired.drain(..) {
-            self.spent.push(buf);
-        }
+        self.small_tx.clear();
+        self.retired.clear();
         self.errors.clear();
         self.quorum_lost = false;
         self.fence = FenceState::None;
@@ -582,7 +606,10 @@ impl Session {
             // Batches wait behind control requests.
             return None;
         }
-        if self.inflight.len() >= self.cfg.max_inflight || self.fence != FenceState::None {
+        if self.inflight.len() >= self.cfg.max_inflight
+            || self.fence != FenceState::None
+            || self.probe.is_some()
+        {
             return None;
         }
         if self
@@ -594,8 +621,20 @@ impl Session {
         }
         let mut batch = self.queue.pop_front()?;
         batch.not_before = None;
-        let id = self.take_batch_id();
-        batch.frame.data[offset::BATCH_ID..offset::BATCH_ID + 8].copy_from_slice(&id.to_le_bytes());
+        let id = match batch.id {
+            Some(id) => id,
+            None => {
+                let id = self.take_batch_id();
+                batch.id = Some(id);
+                batch.frame.data[offset::BATCH_ID..offset::BATCH_ID + 8]
+                    .copy_from_slice(&id.to_le_bytes());
+                id
+            }
+        };
+        if batch.sends > 0 {
+            self.stats.batches_retried += 1;
+        }
+        batch.sends += 1;
         let seq = self.bump_seq();
         self.inflight.push_back(Inflight {
             batch_id: id,
@@ -615,14 +654,17 @@ impl Session {
     }
 
     /// The driver finished writing the frame with `key`.
-    pub(crate) fn tx_complete(&mut self, key: TxKey) {
+    pub(crate) fn tx_complete(&mut self, key: TxKey, now: Instant) {
         match key {
             TxKey::Batch(id) => {
+                // The server is taking our data (a keepalive would always fit in the
+                // socket buffer, so only batch writes count as progress).
+                self.last_tx_done = now;
                 if let Some(f) = self.inflight.iter_mut().find(|f| f.batch_id == id) {
                     f.tx_pending = false;
                 } else if let Some(i) = self.retired.iter().position(|(k, _)| *k == id) {
-                    let (_, buf) = self.retired.swap_remove(i);
-                    self.spent.push(buf);
+                    // Resolved while being written: its buffer may go back now.
+                    self.retired.swap_remove(i);
                 }
             }
             TxKey::Other(key) if key & CALL_BIT != 0 => {
@@ -712,6 +754,9 @@ impl Session {
         if let Some((tx, sent)) = pong {
             let _ = tx.send(Ok(Reply::Pong(now.saturating_duration_since(sent))));
         }
+        if self.probe == Some(echoed) {
+            self.probe = None;
+        }
         match self.fence {
             FenceState::First { seq } if seq == echoed => {
                 let k2 = self.queue_keepalive(now);
@@ -749,8 +794,7 @@ impl Session {
             }
             let f = self.inflight.pop_front().expect("found at pos");
             if !f.timed_out {
-                let attempts = f.batch.attempts + 1;
-                f.batch.slot.ack(id, attempts);
+                f.batch.slot.ack(id, f.batch.sends);
                 self.stats.batches_acked += 1;
                 self.stats.records_acked += u64::from(f.batch.records);
                 let us = now.saturating_duration_since(f.sent_at).as_micros() as u64;
@@ -799,18 +843,28 @@ impl Session {
             // skipped batch is retried as "outcome unknown". A batch truly refused fails
             // again on its retry, unambiguously.
             Some(_) | None if self.quorum_lost => {
-                self.fail_or_retry(f, unknown_outcome(), true, now)
+                self.fail_or_retry(f, unknown_outcome(), true, true, now)
             }
             Some(e) => {
                 let retry = e.is_retryable();
-                self.fail_or_retry(f, Error::from(e), retry, now);
+                let unknown = e.outcome_unknown();
+                self.fail_or_retry(f, Error::from(e), retry, unknown, now);
             }
             // No ACK and no error: dropped after a quorum failure, outcome unknown.
-            None => self.fail_or_retry(f, unknown_outcome(), true, now),
+            None => self.fail_or_retry(f, unknown_outcome(), true, true, now),
         }
     }
 
-    fn fail_or_retry(&mut self, mut f: Inflight, error: Error, retry: bool, now: Instant) {
+    /// A batch without an ACK: resent when `retry` allows and its budget is not spent,
+    /// failed otherwise. `unknown`: this send may have been stored.
+    fn fail_or_retry(
+        &mut self,
+        mut f: Inflight,
+        error: Error,
+        retry: bool,
+        unknown: bool,
+        now: Instant,
+    ) {
         if f.tx_pending {
             // The driver still reads this buffer: retry with a copy.
             let copy = FrameBuf::heap(f.batch.frame.data.clone());
@@ -818,13 +872,12 @@ impl Session {
             self.retired.push((f.batch_id, old));
         }
         let mut b = f.batch;
-        b.attempts += 1;
-        if retry && b.attempts < self.cfg.max_attempts {
-            self.stats.batches_retried += 1;
+        b.maybe_stored |= unknown;
+        if retry && b.sends < self.cfg.max_attempts {
             // Back off a little (the cause — a follower without a leader, a rate
             // limit — needs time), and go before newer batches, in the original order,
             // to keep per-topic order as far as the window allows.
-            let exp = RETRY_BACKOFF.saturating_mul(1 << b.attempts.min(6));
+            let exp = RETRY_BACKOFF.saturating_mul(1 << b.sends.min(6));
             b.not_before = Some(after(now, exp.min(RETRY_BACKOFF_MAX)));
             self.queue.insert(self.retries_in_pass, b);
             self.retries_in_pass += 1;
@@ -834,17 +887,14 @@ impl Session {
     }
 
     fn fail_batch(&mut self, mut b: Batch, error: Error) {
-        b.slot.fail(error, b.attempts);
+        b.fail(error);
         self.stats.batches_failed += 1;
-        self.spent.push(b.take_frame());
     }
 
+    /// Drops a resolved batch, keeping its frame while the driver may still read it.
     fn retire(&mut self, mut f: Inflight) {
-        let frame = f.batch.take_frame();
         if f.tx_pending {
-            self.retired.push((f.batch_id, frame));
-        } else {
-            self.spent.push(frame);
+            self.retired.push((f.batch_id, f.batch.frame.take()));
         }
     }
 
@@ -951,8 +1001,8 @@ impl Session {
         let mut min = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
         if self.is_connected() {
             min(after(self.last_tx, self.cfg.keepalive_interval));
-            if !self.keepalives.is_empty() || !self.inflight.is_empty() {
-                min(after(self.last_rx, self.cfg.peer_timeout));
+            if self.awaits_reply() {
+                min(after(self.last_progress(), self.cfg.peer_timeout));
             }
         }
         if let Some(b) = self.queue.front() {
@@ -977,9 +1027,11 @@ impl Session {
     /// Runs timers: keepalives, the dead-peer check, delivery and request deadlines.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         if self.is_connected() && self.fatal.is_none() {
-            let waiting = !self.keepalives.is_empty() || !self.inflight.is_empty();
-            if waiting && now >= after(self.last_rx, self.cfg.peer_timeout) {
-                self.fatal.get_or_insert(Fatal::PeerTimeout);
+            let progress = self.last_progress();
+            if self.awaits_reply() && now >= after(progress, self.cfg.peer_timeout) {
+                self.fatal.get_or_insert(Fatal::PeerTimeout(
+                    now.saturating_duration_since(self.last_rx),
+                ));
             } else if now >= after(self.last_tx, self.cfg.keepalive_interval) {
                 self.queue_keepalive(now);
             }
@@ -989,10 +1041,12 @@ impl Session {
         // batch) until an ACK skips them or a fence resolves them.
         while self.queue.front().is_some_and(|b| b.deadline <= now) {
             let b = self.queue.pop_front().expect("front exists");
-            self.fail_batch(
-                b,
-                Error::Timeout("delivery timeout before the batch was sent".into()),
-            );
+            let why = match (&self.link_error, self.is_connected()) {
+                (Some(e), false) => format!("delivery timeout while not connected ({e})"),
+                _ if b.sends > 0 => "delivery timeout while waiting to be resent".to_owned(),
+                _ => "delivery timeout before the batch was sent".to_owned(),
+            };
+            self.fail_batch(b, Error::Timeout(why));
         }
         let mut expired_inflight = false;
         for f in self
@@ -1001,10 +1055,10 @@ impl Session {
             .filter(|f| !f.timed_out && f.batch.deadline <= now)
         {
             f.timed_out = true;
-            f.batch.slot.fail(
-                Error::Timeout("delivery timeout waiting for the ACK".into()),
-                f.batch.attempts + 1,
-            );
+            f.batch.maybe_stored = true;
+            f.batch.fail(Error::Timeout(
+                "delivery timeout waiting for the ACK".into(),
+            ));
             self.stats.batches_failed += 1;
             expired_inflight = true;
         }
@@ -1042,9 +1096,11 @@ impl Session {
 
     /// Fails everything (the handle is closing).
     pub(crate) fn abort(&mut self, error: &Error) {
-        for f in std::mem::take(&mut self.inflight) {
+        for mut f in std::mem::take(&mut self.inflight) {
             if !f.timed_out {
-                f.batch.slot.fail(error.clone(), f.batch.attempts + 1);
+                // Written and unanswered: it may have been stored.
+                f.batch.maybe_stored = true;
+                f.batch.fail(error.clone());
                 self.stats.batches_failed += 1;
             }
             self.retire(f);
@@ -1059,6 +1115,17 @@ impl Session {
         for c in self.calls_queued.drain(..) {
             let _ = c.reply.send(Err(error.clone()));
         }
+    }
+
+    /// Whether something sent on this connection waits for an answer.
+    fn awaits_reply(&self) -> bool {
+        !self.keepalives.is_empty() || !self.inflight.is_empty() || !self.calls_pending.is_empty()
+    }
+
+    /// The later of the last byte received and the last write completed: a live but slow
+    /// server (an fsync, a full queue) still takes our bytes; a frozen one soon stops.
+    fn last_progress(&self) -> Instant {
+        self.last_rx.max(self.last_tx_done)
     }
 
     /// ACK latencies (µs, from the batch's write to its ACK) recorded since the last call.
@@ -1170,14 +1237,12 @@ mod tests {
         let slot = Arc::new(DeliverySlot::new());
         slot.reset(topic);
         (
-            Batch {
-                frame: FrameBuf::heap(frame),
-                records: 1,
-                slot: slot.clone(),
-                deadline: now + Duration::from_secs(60),
-                attempts: 0,
-                not_before: None,
-            },
+            Batch::new(
+                FrameBuf::heap(frame),
+                1,
+                slot.clone(),
+                now + Duration::from_secs(60),
+            ),
             slot,
         )
     }
@@ -1195,7 +1260,7 @@ mod tests {
             out.push((k, b.to_vec()));
         }
         for (k, _) in &out {
-            s.tx_complete(*k);
+            s.tx_complete(*k, now);
         }
         out
     }
@@ -1352,16 +1417,16 @@ mod tests {
         flush(&mut s, now);
         s.handle_bytes(&echo(), now);
         // b2 (retryable error), b3 and b4 (outcome unknown) are resent, in order, after
-        // a short back-off.
+        // a short back-off, with the batch ids they had.
         assert!(ids(&flush(&mut s, now)).is_empty());
         let later = now + Duration::from_secs(2);
-        assert_eq!(ids(&flush(&mut s, later)), [5, 6, 7]);
+        assert_eq!(ids(&flush(&mut s, later)), [2, 3, 4]);
         let mut acks = Vec::new();
-        for i in 5..=7 {
+        for i in 2..=4 {
             acks.extend(ack_frame(C, i));
         }
         s.handle_bytes(&acks, now);
-        for (slot, id) in slots[1..].iter().zip(5..) {
+        for (slot, id) in slots[1..].iter().zip(2..) {
             assert_eq!(status(slot), Some(Ok(id)));
         }
         assert_eq!(s.stats().batches_retried, 3);
@@ -1389,16 +1454,19 @@ mod tests {
             assert_eq!(status(slot), None, "retried, not failed");
         }
         let later = now + Duration::from_secs(2);
-        assert_eq!(ids(&flush(&mut s, later)), [6, 7, 8, 9]);
-        // On the retry, b4 (now id 8) is refused unambiguously.
+        assert_eq!(ids(&flush(&mut s, later)), [2, 3, 4, 5]);
+        // On the retry, b4 is refused unambiguously; an earlier send may have been
+        // stored (the quorum failure), so its outcome is reported as unknown.
         let mut bytes = error("Unknown topic");
-        for id in [6, 7, 9] {
+        for id in [2, 3, 5] {
             bytes.extend(ack_frame(C, id));
         }
         s.handle_bytes(&bytes, later);
-        assert_eq!(status(&slots[1]), Some(Ok(6)));
-        assert!(matches!(status(&slots[3]), Some(Err(e)) if e.contains("Unknown topic")));
-        assert_eq!(status(&slots[4]), Some(Ok(9)));
+        assert_eq!(status(&slots[1]), Some(Ok(2)));
+        assert!(
+            matches!(status(&slots[3]), Some(Err(e)) if e.contains("Unknown topic") && e.contains("outcome unknown after 2 send"))
+        );
+        assert_eq!(status(&slots[4]), Some(Ok(5)));
     }
 
     #[test]
@@ -1550,7 +1618,7 @@ mod tests {
     }
 
     #[test]
-    fn reconnect_resends_unacknowledged_batches_with_new_ids() {
+    fn reconnect_resends_unacknowledged_batches_with_their_ids_after_proof_of_life() {
         let now = t0();
         let mut s = session(now);
         let slots: Vec<_> = (0..3).map(|_| submit(&mut s, 1, now)).collect();
@@ -1559,13 +1627,25 @@ mod tests {
         s.on_disconnected(&Error::ConnectionClosed);
         assert_eq!(status(&slots[1]), None);
         s.on_connected(now);
-        assert_eq!(ids(&flush(&mut s, now)), [4, 5]);
-        let mut acks = ack_frame(C, 4).to_vec();
-        acks.extend(ack_frame(C, 5));
+        // Nothing is resent until the server answers on the new connection.
+        let sent = flush(&mut s, now);
+        assert_eq!((ids(&sent).len(), keepalives(&sent)), (0, 1));
+        s.on_disconnected(&Error::ConnectionClosed);
+        s.on_connected(now);
+        assert_eq!(keepalives(&flush(&mut s, now)), 1);
+        s.handle_bytes(&echo(), now);
+        assert_eq!(ids(&flush(&mut s, now)), [2, 3]);
+        let mut acks = ack_frame(C, 2).to_vec();
+        acks.extend(ack_frame(C, 3));
         s.handle_bytes(&acks, now);
         let t = crate::delivery::DeliveryTicket::new(slots[2].clone(), 0, Duration::ZERO);
         let m = t.try_wait().unwrap().unwrap();
-        assert_eq!((m.batch_id, m.attempts), (5, 2));
+        assert_eq!(
+            (m.batch_id, m.attempts),
+            (3, 2),
+            "written twice, not three times"
+        );
+        assert_eq!(s.stats().batches_retried, 2);
     }
 
     #[test]
@@ -1584,7 +1664,7 @@ mod tests {
         s.handle_timeout(t2);
         flush(&mut s, t2);
         s.handle_timeout(t2 + Duration::from_secs(31));
-        assert!(matches!(s.take_fatal(), Some(Fatal::PeerTimeout)));
+        assert!(matches!(s.take_fatal(), Some(Fatal::PeerTimeout(_))));
     }
 
     #[test]
@@ -1596,7 +1676,7 @@ mod tests {
         s.handle_timeout(now + Duration::from_secs(61));
         assert!(matches!(status(&a), Some(Err(e)) if e.contains("timed out")));
         // Nothing heard for 61 s with a batch in flight: the peer is presumed dead.
-        assert!(matches!(s.take_fatal(), Some(Fatal::PeerTimeout)));
+        assert!(matches!(s.take_fatal(), Some(Fatal::PeerTimeout(_))));
         s.handle_bytes(&ack_frame(C, 1), now + Duration::from_secs(62));
         assert!(s.take_fatal().is_none(), "a late ACK is ignored");
     }

@@ -220,9 +220,13 @@ fn main() -> ExitCode {
 
 fn exit_code(e: &Error) -> u8 {
     match e {
+        // The cause decides: records that failed, or whose outcome is unknown.
+        Error::DeliveryFailed { first, .. } => exit_code(first),
+        Error::OutcomeUnknown { cause, .. } => exit_code(cause),
         Error::TopicNotFound { .. } => 3,
         Error::Connect { .. } | Error::ConnectionClosed => 4,
-        Error::Timeout(_) => 5,
+        Error::Timeout(_) | Error::PeerTimeout { .. } => 5,
+        Error::Unreachable { .. } => 4,
         Error::Authentication { .. } => 6,
         Error::Config(_) | Error::InvalidTopicName { .. } => 2,
         _ => 1,

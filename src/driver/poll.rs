@@ -8,10 +8,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::io::{Events, Io, Link};
+use super::socket::{new_socket, sockaddr};
 use super::waker::Waker;
-use super::{Counters, Events, Io, Link};
+use super::Counters;
 use crate::session::TxKey;
 
 /// Most frames gathered into one `writev`.
@@ -35,6 +37,9 @@ pub(crate) struct PollIo {
     counters: Arc<Counters>,
     sock: Option<TcpStream>,
     link: Link,
+    /// A connect in progress (non-blocking) and when it times out.
+    connecting: Option<(TcpStream, Instant)>,
+    /// A connect that finished or failed before `poll` could report it.
     connect_result: Option<io::Result<TcpStream>>,
     pending: VecDeque<Pending>,
     rbuf: Vec<u8>,
@@ -47,6 +52,7 @@ impl PollIo {
             counters,
             sock: None,
             link: Link::Idle,
+            connecting: None,
             connect_result: None,
             pending: VecDeque::new(),
             rbuf: vec![0u8; RECV_BUF],
@@ -125,15 +131,106 @@ impl PollIo {
     }
 }
 
+impl PollIo {
+    /// Waits (at most `timeout`, and not past the connect deadline) for a connect in
+    /// progress to finish.
+    fn poll_connect(
+        &mut self,
+        sock: TcpStream,
+        deadline: Instant,
+        timeout: Option<Duration>,
+        events: &mut dyn Events,
+    ) -> io::Result<()> {
+        let now = Instant::now();
+        if now >= deadline {
+            self.link = Link::Idle;
+            events.connect_failed(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+            return Ok(());
+        }
+        let left = deadline - now;
+        let wait = timeout.map_or(left, |t| t.min(left));
+        let mut fds = [
+            libc::pollfd {
+                fd: self.waker.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sock.as_raw_fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a valid array of two initialised pollfd structs that lives
+        // across the call; nfds matches its length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, poll_ms(Some(wait))) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            self.connecting = Some((sock, deadline));
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        if fds[0].revents != 0 {
+            self.waker.drain();
+        }
+        if fds[1].revents == 0 {
+            self.connecting = Some((sock, deadline));
+            return Ok(());
+        }
+        match sock.take_error() {
+            Ok(None) => {
+                self.sock = Some(sock);
+                self.link = Link::Up;
+                events.connected();
+            }
+            Ok(Some(e)) | Err(e) => {
+                self.link = Link::Idle;
+                events.connect_failed(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `poll(2)` timeout in milliseconds, rounded up so a sub-millisecond wait does not
+/// become a busy loop.
+fn poll_ms(timeout: Option<Duration>) -> i32 {
+    match timeout {
+        None => -1,
+        Some(d) => (d.as_millis().min(i32::MAX as u128) as i32)
+            .saturating_add(i32::from(d.subsec_micros() % 1000 != 0)),
+    }
+}
+
 impl Io for PollIo {
     fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> io::Result<()> {
+        let sock = TcpStream::from(new_socket(&addr, true)?);
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let mut sa: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = sockaddr(&addr, &mut sa);
+        // SAFETY: `sa` is an initialised socket address of `len` bytes that lives across
+        // the call; the fd is the socket just created and owned by `sock`.
+        let r = unsafe {
+            libc::connect(
+                sock.as_raw_fd(),
+                (&sa as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        };
         self.link = Link::Connecting;
-        let r = TcpStream::connect_timeout(&addr, timeout).and_then(|s| {
-            s.set_nodelay(true)?;
-            s.set_nonblocking(true)?;
-            Ok(s)
-        });
-        self.connect_result = Some(r);
+        if r == 0 {
+            self.connect_result = Some(Ok(sock));
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            self.connect_result = Some(Err(e));
+            return Ok(());
+        }
+        self.connecting = Some((sock, crate::session::after(Instant::now(), timeout)));
         Ok(())
     }
 
@@ -155,7 +252,12 @@ impl Io for PollIo {
     }
 
     fn close(&mut self) {
-        if self.link != Link::Idle {
+        if self.connecting.take().is_some() {
+            self.connect_result = Some(Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "connect abandoned (the handle is closing)",
+            )));
+        } else if self.link != Link::Idle {
             self.link = Link::Closing;
         }
     }
@@ -185,6 +287,9 @@ impl Io for PollIo {
             self.shut(events, None);
             return Ok(());
         }
+        if let Some((sock, deadline)) = self.connecting.take() {
+            return self.poll_connect(sock, deadline, timeout, events);
+        }
         // Write first: usually the socket has room and no poll is needed for it.
         if self.link == Link::Up {
             if let Err(e) = self.write_pending(events) {
@@ -209,12 +314,7 @@ impl Io for PollIo {
                 revents: 0,
             },
         ];
-        let ms = match timeout {
-            None => -1,
-            // Round up so a sub-millisecond wait does not become a busy loop.
-            Some(d) => (d.as_millis().min(i32::MAX as u128) as i32)
-                .saturating_add(i32::from(d.subsec_micros() % 1000 != 0)),
-        };
+        let ms = poll_ms(timeout);
         // SAFETY: `fds` is a valid array of two initialised pollfd structs that lives
         // across the call; nfds matches its length.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };

@@ -21,16 +21,18 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use super::io::{Events, Io, Link};
+use super::socket::{new_socket, sockaddr};
 use super::waker::Waker;
-use super::{Counters, Events, Io, Link, ZeroCopy};
-use crate::session::{FrameBuf, TxKey};
+use super::{Counters, DriverConfig, ZeroCopy};
+use crate::session::TxKey;
 
 // user_data: operation kind in the low byte, a sequence number above it.
 const UD_EVENTFD: u64 = 1;
@@ -254,9 +256,9 @@ impl Uring {
     pub(crate) fn new(
         waker: Arc<Waker>,
         counters: Arc<Counters>,
-        zc_policy: ZeroCopy,
-        send_buffers: (usize, usize),
-    ) -> io::Result<(Uring, Vec<FrameBuf>)> {
+        cfg: &DriverConfig,
+    ) -> io::Result<Uring> {
+        let zc_policy = cfg.zero_copy;
         let ring = build_ring()?;
         let mut probe = io_uring::Probe::new();
         ring.submitter().register_probe(&mut probe)?;
@@ -289,7 +291,7 @@ impl Uring {
             bufs.push(bid);
         }
         bufs.publish();
-        let (registered, handed_out) = register_send_buffers(&ring, send_buffers, zc_supported);
+        let registered = Vec::new();
         // SAFETY: all-zero is a valid msghdr / iovec / sockaddr_storage bit pattern.
         let msg = Box::new(unsafe { std::mem::zeroed::<MsgState>() });
         // SAFETY: as above.
@@ -326,7 +328,7 @@ impl Uring {
             close_error: None,
             cqes: Vec::with_capacity(256),
         };
-        Ok((uring, handed_out))
+        Ok(uring)
     }
 
     /// Pushes an SQE, submitting first if the queue is full.
@@ -506,6 +508,18 @@ impl Uring {
     /// Operations still in the kernel.
     fn outstanding(&self) -> usize {
         self.sock_ops + usize::from(self.efd_armed)
+    }
+
+    /// The features in use, for the log.
+    pub(crate) fn features(&self) -> String {
+        format!(
+            "zero-copy sends {}",
+            if self.zc_supported {
+                "available"
+            } else {
+                "off"
+            }
+        )
     }
 
     /// Cancels every operation and waits (at most `timeout`) until the kernel holds no
@@ -720,114 +734,9 @@ impl Uring {
     }
 }
 
-/// Allocates and registers the send buffers. Each is a `Vec` whose allocation is
-/// registered as is; it travels to the handle and back in a [`FrameBuf`] that remembers the
-/// registration, and is used as a fixed buffer only while it is still that allocation.
-/// Memory freed while registered stays pinned by the kernel until the ring is destroyed,
-/// and nothing is sent from it any more: safe, if wasteful. On failure (RLIMIT_MEMLOCK
-/// on old kernels) the buffers are handed out unregistered.
-fn register_send_buffers(
-    ring: &IoUring,
-    (count, size): (usize, usize),
-    zc: bool,
-) -> (Vec<(usize, usize)>, Vec<FrameBuf>) {
-    let count = count.min(u16::MAX as usize);
-    let mut bufs: Vec<Vec<u8>> = (0..count).map(|_| Vec::with_capacity(size)).collect();
-    if !zc || count == 0 || size == 0 {
-        return (Vec::new(), bufs.into_iter().map(FrameBuf::heap).collect());
-    }
-    let iovecs: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.capacity(),
-        })
-        .collect();
-    // SAFETY: each iovec describes the whole allocation of a live Vec. The kernel pins
-    // those pages until the buffers are unregistered or the ring is destroyed; a Vec
-    // freed earlier leaves pinned pages behind but is never sent from again, because a
-    // send uses index i only for a range inside the registered (address, length).
-    let ok = unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
-    if !ok {
-        return (Vec::new(), bufs.into_iter().map(FrameBuf::heap).collect());
-    }
-    let table = iovecs
-        .iter()
-        .map(|v| (v.iov_base as usize, v.iov_len))
-        .collect();
-    let handed = bufs
-        .into_iter()
-        .enumerate()
-        .map(|(i, data)| {
-            let reg = Some((i as u16, data.as_ptr() as usize, data.capacity()));
-            FrameBuf { data, reg }
-        })
-        .collect();
-    (table, handed)
-}
-
-fn sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
-    match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in.
-            let sin =
-                unsafe { &mut *(out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr = libc::in_addr {
-                s_addr: u32::from_ne_bytes(a.ip().octets()),
-            };
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in6.
-            let sin6 =
-                unsafe { &mut *(out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_flowinfo = a.flowinfo();
-            sin6.sin6_addr = libc::in6_addr {
-                s6_addr: a.ip().octets(),
-            };
-            sin6.sin6_scope_id = a.scope_id();
-            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
-        }
-    }
-}
-
-fn new_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: socket(2) takes no pointers.
-    let fd: RawFd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just created and is owned by nothing else.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    // SAFETY: `one` outlives the call and the length matches its type.
-    let r = unsafe {
-        libc::setsockopt(
-            owned.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(owned)
-}
-
 impl Io for Uring {
     fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> io::Result<()> {
-        let sock = new_socket(&addr)?;
+        let sock = new_socket(&addr, false)?;
         self.ring
             .submitter()
             .register_files_update(0, &[sock.as_raw_fd()])?;

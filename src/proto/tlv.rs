@@ -15,8 +15,10 @@ use super::TlvError;
 
 /// Bytes before every record value: the type and the u32 LE length.
 pub const TLV_HEADER_LEN: usize = 5;
-/// Largest value accepted (16 MiB, the upstream parser's default and the frame limit).
-pub const MAX_VALUE_LEN: usize = 16 * 1024 * 1024;
+/// Largest record value: what one frame can carry after the 5-byte record header
+/// (16 MiB − 5 = 16 777 211 bytes). The server refuses larger frames, so no stored record
+/// can be longer, and a declared length over this marks a damaged stream.
+pub const MAX_VALUE_LEN: usize = super::header::MAX_PAYLOAD_LEN as usize - TLV_HEADER_LEN;
 
 /// A record type byte: an open newtype, unknown values are kept.
 ///

@@ -1,0 +1,394 @@
+//! Per-topic lanes: the batch being filled for one topic, behind a lock of its own.
+//!
+//! Senders to different topics never share a lock; the common path of a record is one
+//! table lookup (an array index for topic ids below [`DIRECT_LANES`]), one uncontended
+//! lock, one copy of the record into a buffer that cannot reallocate, and a ticket. Clock
+//! reads, sequence numbers and memory accounting happen once per batch.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::config::ProducerConfig;
+use super::ledger::Ledger;
+use super::record::ProduceRecord;
+use crate::buffers::{BufferPool, FrameBuf};
+use crate::delivery::{DeliverySlot, DeliveryTicket, SlotPool};
+use crate::proto::{compress_records, ingest_header, seal_frame, HEADER_LEN};
+use crate::session::{after, Batch};
+
+/// Topic ids below this are looked up by index; others in a map.
+pub(crate) const DIRECT_LANES: usize = 1024;
+
+/// What a producer's lanes share: settings, memory, books and counters.
+#[derive(Debug)]
+pub(crate) struct LaneCtx {
+    pub(crate) cfg: ProducerConfig,
+    pub(crate) pool: BufferPool,
+    pub(crate) ledger: Arc<Ledger>,
+    pub(crate) batches_sealed: AtomicU64,
+    pub(crate) records_sealed: AtomicU64,
+    pub(crate) bytes_sealed: AtomicU64,
+}
+
+/// A batch being filled.
+#[derive(Debug)]
+struct Open {
+    /// 44 bytes of header space, then the records.
+    buf: FrameBuf,
+    records: u32,
+    slot: Arc<DeliverySlot>,
+    /// Generation, so a linger timer seals only the batch it was set for.
+    gen: u64,
+    /// When lingering ends (with a non-zero linger).
+    linger_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct LaneState {
+    open: Option<Open>,
+    /// A pooled buffer obtained while the lock was released, kept for the next batch.
+    spare: Option<FrameBuf>,
+    slots: SlotPool,
+    next_gen: u64,
+    /// The driver holds a linger timer for this lane (at most one at a time).
+    timer_armed: bool,
+    /// Compression output, reused (grows once to the LZ4 bound of a batch).
+    scratch: Vec<u8>,
+}
+
+/// One topic's lane.
+pub(crate) struct Lane {
+    topic_id: u32,
+    state: Mutex<LaneState>,
+}
+
+impl fmt::Debug for Lane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lane")
+            .field("topic_id", &self.topic_id)
+            .finish()
+    }
+}
+
+/// Sealed batches and a linger timer to hand to the driver once the lane is unlocked.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pub(crate) batches: [Option<Batch>; 2],
+    /// A batch was opened that must be sealed at this instant: (when, topic, generation).
+    pub(crate) linger: Option<(Instant, u32, u64)>,
+}
+
+impl Outbox {
+    fn push(&mut self, b: Batch) {
+        let slot = self
+            .batches
+            .iter_mut()
+            .find(|s| s.is_none())
+            .expect("at most two batches per append");
+        *slot = Some(b);
+    }
+}
+
+/// What a lane's linger timer found.
+#[derive(Debug)]
+pub(crate) enum Lingering {
+    /// The batch it was set for, now sealed.
+    Sealed(Batch),
+    /// That batch was sealed already; a newer one lingers until then.
+    Rearm(Instant, u64),
+    /// Nothing is open.
+    Idle,
+}
+
+/// The outcome of one attempt to append a record.
+#[derive(Debug)]
+pub(crate) enum Append {
+    Done(DeliveryTicket, Outbox),
+    /// No buffer was free: submit the outbox, get a buffer (waiting as the policy says)
+    /// and try again with it.
+    NeedBuffer(Outbox),
+}
+
+impl Lane {
+    fn new(topic_id: u32, ledger: &Arc<Ledger>, slots: usize) -> Lane {
+        Lane {
+            topic_id,
+            state: Mutex::new(LaneState {
+                open: None,
+                spare: None,
+                slots: SlotPool::with_ledger(ledger.clone(), slots),
+                next_gen: 0,
+                timer_armed: false,
+                scratch: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LaneState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends `record` (`size` encoded bytes, already validated). `fresh` is a buffer
+    /// obtained after an earlier [`Append::NeedBuffer`].
+    pub(crate) fn append(
+        &self,
+        ctx: &LaneCtx,
+        record: &ProduceRecord<'_>,
+        size: usize,
+        mut fresh: Option<FrameBuf>,
+    ) -> Append {
+        let mut out = Outbox::default();
+        let oversized = HEADER_LEN + size > ctx.pool.capacity();
+        let mut st = self.lock();
+        let st = &mut *st;
+        if let Some(open) = &st.open {
+            let room = open.buf.data.capacity() - open.buf.data.len();
+            if oversized || size > room {
+                out.push(self.seal(ctx, st));
+            }
+        }
+        if st.open.is_none() {
+            let buf = if oversized {
+                fresh.take()
+            } else {
+                fresh
+                    .take()
+                    .or_else(|| st.spare.take())
+                    .or_else(|| ctx.pool.try_take())
+            };
+            let Some(buf) = buf else {
+                return Append::NeedBuffer(out);
+            };
+            self.open(ctx, st, buf, &mut out);
+        } else if let Some(f) = fresh.take() {
+            // Someone opened a batch meanwhile; keep the buffer for the next one.
+            if st.spare.is_none() && !oversized {
+                st.spare = Some(f);
+            }
+        }
+        let open = st.open.as_mut().expect("opened above");
+        // Validated before, and the buffer has room: encoding cannot fail or reallocate.
+        let encoded = record.encode(&mut open.buf.data);
+        debug_assert!(encoded.is_ok());
+        let ticket = DeliveryTicket::new(open.slot.clone(), open.records, ctx.cfg.connection.spin);
+        open.records += 1;
+        if oversized
+            || open.buf.data.len() - HEADER_LEN >= ctx.cfg.batch_size
+            || ctx.cfg.linger.is_zero()
+        {
+            out.push(self.seal(ctx, st));
+        }
+        Append::Done(ticket, out)
+    }
+
+    fn open(&self, ctx: &LaneCtx, st: &mut LaneState, mut buf: FrameBuf, out: &mut Outbox) {
+        buf.data.clear();
+        buf.data.resize(HEADER_LEN, 0);
+        let gen = st.next_gen;
+        st.next_gen += 1;
+        let linger_at = (!ctx.cfg.linger.is_zero()).then(|| after(Instant::now(), ctx.cfg.linger));
+        if let (Some(at), false) = (linger_at, st.timer_armed) {
+            // One timer per lane: when it fires for a batch already sealed, the driver
+            // re-arms it for the batch open then.
+            st.timer_armed = true;
+            out.linger = Some((at, self.topic_id, gen));
+        }
+        st.open = Some(Open {
+            buf,
+            records: 0,
+            slot: st.slots.take(self.topic_id),
+            gen,
+            linger_at,
+        });
+    }
+
+    /// Seals the open batch (there must be one).
+    fn seal(&self, ctx: &LaneCtx, st: &mut LaneState) -> Batch {
+        let Open {
+            mut buf,
+            records,
+            slot,
+            ..
+        } = st.open.take().expect("an open batch");
+        let bytes = buf.data.len() - HEADER_LEN;
+        if ctx.cfg.compression {
+            st.scratch.clear();
+            if let Ok(true) = compress_records(&buf.data[HEADER_LEN..], &mut st.scratch) {
+                // Smaller than the records it replaces, so it fits without growing.
+                buf.data.truncate(HEADER_LEN);
+                buf.data.extend_from_slice(&st.scratch);
+            }
+        }
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        seal_frame(
+            ctx.cfg.connection.checksum,
+            ingest_header(0, ts, records, self.topic_id),
+            &mut buf.data,
+        );
+        let seq = ctx.ledger.seal(records, bytes);
+        slot.set_sealed(seq, bytes);
+        ctx.batches_sealed.fetch_add(1, Ordering::Relaxed);
+        ctx.records_sealed
+            .fetch_add(u64::from(records), Ordering::Relaxed);
+        ctx.bytes_sealed.fetch_add(bytes as u64, Ordering::Relaxed);
+        Batch::new(
+            buf,
+            records,
+            slot,
+            after(Instant::now(), ctx.cfg.delivery_timeout),
+        )
+    }
+
+    /// The lane's linger timer for batch `gen` fired: seals it if it is still open, or
+    /// re-arms the timer for a newer open batch.
+    pub(crate) fn linger_expired(&self, ctx: &LaneCtx, gen: u64) -> Lingering {
+        let mut st = self.lock();
+        let st = &mut *st;
+        match &st.open {
+            Some(o) if o.gen == gen => {
+                st.timer_armed = false;
+                Lingering::Sealed(self.seal(ctx, st))
+            }
+            Some(Open {
+                gen,
+                linger_at: Some(at),
+                ..
+            }) => Lingering::Rearm(*at, *gen),
+            _ => {
+                st.timer_armed = false;
+                Lingering::Idle
+            }
+        }
+    }
+
+    /// Seals the open batch, if any.
+    pub(crate) fn seal_open(&self, ctx: &LaneCtx) -> Option<Batch> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        match &st.open {
+            Some(o) if o.records > 0 => Some(self.seal(ctx, st)),
+            _ => None,
+        }
+    }
+
+    /// Records and bytes in the open batch.
+    pub(crate) fn open_size(&self) -> (u64, u64) {
+        self.lock().open.as_ref().map_or((0, 0), |o| {
+            (u64::from(o.records), (o.buf.data.len() - HEADER_LEN) as u64)
+        })
+    }
+}
+
+/// The lanes of one producer, by topic id.
+pub(crate) struct Lanes {
+    direct: Box<[OnceLock<Arc<Lane>>]>,
+    other: Mutex<HashMap<u32, Arc<Lane>>>,
+    ledger: Arc<Ledger>,
+    /// Delivery slots made with each lane: enough for the batches one topic usually has
+    /// unresolved, so the slot pool grows only past that.
+    slots_per_lane: usize,
+}
+
+impl fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lanes").finish_non_exhaustive()
+    }
+}
+
+impl Lanes {
+    pub(crate) fn new(ledger: Arc<Ledger>, slots_per_lane: usize) -> Lanes {
+        Lanes {
+            direct: (0..DIRECT_LANES).map(|_| OnceLock::new()).collect(),
+            other: Mutex::new(HashMap::new()),
+            ledger,
+            slots_per_lane,
+        }
+    }
+
+    fn make(&self, topic_id: u32) -> Arc<Lane> {
+        Arc::new(Lane::new(topic_id, &self.ledger, self.slots_per_lane))
+    }
+
+    /// The lane of `topic_id`, created on first use.
+    pub(crate) fn get(&self, topic_id: u32) -> LaneRef<'_> {
+        match self.direct.get(topic_id as usize) {
+            Some(cell) => LaneRef::Direct(cell.get_or_init(|| self.make(topic_id))),
+            None => LaneRef::Shared(
+                self.other
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(topic_id)
+                    .or_insert_with(|| self.make(topic_id))
+                    .clone(),
+            ),
+        }
+    }
+
+    /// The lane of `topic_id` if it exists.
+    pub(crate) fn existing(&self, topic_id: u32) -> Option<Arc<Lane>> {
+        match self.direct.get(topic_id as usize) {
+            Some(cell) => cell.get().cloned(),
+            None => self
+                .other
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&topic_id)
+                .cloned(),
+        }
+    }
+
+    /// Calls `f` on every lane.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Lane)) {
+        for cell in self.direct.iter() {
+            if let Some(l) = cell.get() {
+                f(l);
+            }
+        }
+        let others: Vec<Arc<Lane>> = self
+            .other
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for l in &others {
+            f(l);
+        }
+    }
+}
+
+/// A lane borrowed from the table, or shared from the map.
+#[derive(Debug)]
+pub(crate) enum LaneRef<'a> {
+    Direct(&'a Arc<Lane>),
+    Shared(Arc<Lane>),
+}
+
+impl std::ops::Deref for LaneRef<'_> {
+    type Target = Lane;
+    fn deref(&self) -> &Lane {
+        match self {
+            LaneRef::Direct(l) => l,
+            LaneRef::Shared(l) => l,
+        }
+    }
+}
+
+/// Capacity of a pooled batch buffer for `batch_size`: the header, the batch, and room
+/// for a record that crosses `batch_size` (at least 4 KiB, rounded to whole pages).
+pub(crate) fn buffer_capacity(batch_size: usize) -> usize {
+    (HEADER_LEN + batch_size + 4096).next_multiple_of(4096)
+}
+
+/// How long a sender waits for buffer memory at most, per the policy.
+pub(crate) fn block_time(policy: super::config::FullBufferPolicy) -> Option<Duration> {
+    match policy {
+        super::config::FullBufferPolicy::Block(t) => Some(t),
+        super::config::FullBufferPolicy::Fail => None,
+    }
+}
