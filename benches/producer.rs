@@ -4,9 +4,11 @@
 //! Run: `cargo bench --bench producer` (optional env: `SECS=3`, `RECORD=1024`,
 //! `LAT_N=20000`).
 //!
-//! * Baseline throughput: one blocking `std::net` socket, frames pre-built once (the same
-//!   32 KiB batches of TLV records the producer makes), a writer pipelining up to 64
-//!   frames and a reader thread consuming ACKs. No encoding, no CRC per send: the floor.
+//! * Baseline throughput: the fair floor of `benches/support/floor.rs`: one blocking
+//!   `std::net` socket, frames pre-built once (the same 32 KiB batches of TLV records the
+//!   producer makes), written 16 per `write_all` with TCP back-pressure as the only
+//!   pacing, and a reader thread reading every ACK. No encoding, no CRC per send.
+//!   Client CPU per GB, peak RSS and read-back are in `benches/cost.rs`.
 //! * Baseline latency: write one frame with one 64-byte record, read its ACK, repeat.
 //! * lnc-uring: `Producer::send_async` of records in a loop, then `flush`; `Producer::send`
 //!   of one 64-byte record at a time with `linger` 0 (and again in latency mode:
@@ -29,8 +31,16 @@ fn env(name: &str, default: u64) -> u64 {
 mod floor;
 
 fn raw_throughput(server: &TestServer, topic: u32, size: usize, secs: f64) -> (f64, f64) {
-    // About `secs` seconds at the ~2 M records/s this machine manages.
-    floor::produce(server.addr(), topic, size, (secs * 2.0e6) as u64)
+    let p = floor::produce_frames(
+        server.addr(),
+        topic,
+        size,
+        floor::BATCH_SIZE,
+        floor::Stop::Time(Duration::from_secs_f64(secs)),
+    );
+    let el = p.elapsed.as_secs_f64();
+    let n = p.records as f64;
+    (n / el, n * size as f64 / el / 1e6)
 }
 
 fn raw_latency(server: &TestServer, topic: u32, n: u64) -> Histogram<u64> {
@@ -77,7 +87,7 @@ fn our_throughput(
         s.driver.backend, s.batches_sealed, s.ack_latency.p50_us, s.driver.send_ops
     );
     p.close(Duration::from_secs(10)).unwrap();
-    (n as f64 / el, n as f64 * (size + 5) as f64 / el / 1e6, info)
+    (n as f64 / el, n as f64 * size as f64 / el / 1e6, info)
 }
 
 fn our_latency(
@@ -127,7 +137,7 @@ fn main() {
     let (brec, bmb) = raw_throughput(&server, topic, size, secs);
     println!(
         "{:<28} {:>12.0} rec/s {:>9.1} MB/s",
-        "raw blocking socket (floor)", brec, bmb
+        "fair floor (raw socket)", brec, bmb
     );
     for &b in &backends {
         let (rec, mb, info) = our_throughput(&server, topic, b, size, secs);

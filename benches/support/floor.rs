@@ -1,71 +1,171 @@
-//! The floor: plain blocking `std::net` clients that no client library can beat by much.
-//! Shared by `benches/producer.rs` and the comparison harness in `tests/upstream`.
+//! The fair floor: plain blocking `std::net` clients that no client library can beat by
+//! much. Shared by `benches/cost.rs`, `benches/producer.rs` and the comparison harness in
+//! `tests/upstream`.
+//!
+//! * Produce: the ingest frames are built once (the same TLV records in batches of the
+//!   same size the producer seals), written 16 frames per `write_all`, with no window of
+//!   its own: TCP back-pressure paces the writer. A second thread reads every ACK and
+//!   checks its flags. No encoding and no CRC per send.
+//! * Read-back: send Fetch, read the 44-byte header, then the payload into one reused
+//!   buffer; nothing is parsed beyond the 16-byte fetch prefix.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use lnc_uring::proto::{
-    encode_raw, ingest_header, seal_frame, Checksum, FetchRequest, Request, HEADER_LEN,
+    encode_raw, ingest_header, offset, seal_frame, Checksum, FetchRequest, Flags, Request,
+    HEADER_LEN, TLV_HEADER_LEN,
 };
+
+/// The producer's default batch size (`ProducerConfig::batch_size`).
+pub const BATCH_SIZE: usize = 32 * 1024;
+
+/// Frames per `write_all`.
+pub const WRITE_FRAMES: usize = 16;
+
+/// Records of `size` bytes in one batch: the producer seals a batch as soon as its payload
+/// reaches `batch` bytes.
+pub fn records_per_frame(size: usize, batch: usize) -> usize {
+    batch.div_ceil(size + TLV_HEADER_LEN).max(1)
+}
 
 /// One ingest frame of `records` RawData records of `size` bytes, built once.
 pub fn frame(topic: u32, records: usize, size: usize) -> Vec<u8> {
-    let mut f = vec![0u8; HEADER_LEN];
-    let v = vec![0x5Au8; size];
-    for _ in 0..records {
-        encode_raw(&mut f, &v).unwrap();
-    }
-    seal_frame(
-        Checksum::Ieee,
-        ingest_header(1, 0, records as u32, topic),
-        &mut f,
-    );
-    f
+    frames(topic, records, size, 1)
 }
 
-/// Pipelines pre-built 32 KiB frames of `size`-byte records (64 in flight, ACKs read by
-/// a second thread) until `records` are acknowledged. Returns (records/s, MB/s).
-pub fn produce(addr: SocketAddr, topic: u32, size: usize, records: u64) -> (f64, f64) {
-    let per_frame = (32 * 1024 / (size + 5)).max(1);
-    let f = frame(topic, per_frame, size);
-    let frames = records.div_ceil(per_frame as u64);
+/// `count` ingest frames of `records` RawData records of `size` bytes each, back to back,
+/// batch ids 1..=count.
+pub fn frames(topic: u32, records: usize, size: usize, count: usize) -> Vec<u8> {
+    let v = vec![0x5Au8; size];
+    let mut out = Vec::new();
+    for id in 1..=count {
+        let mut f = vec![0u8; HEADER_LEN];
+        for _ in 0..records {
+            encode_raw(&mut f, &v).unwrap();
+        }
+        seal_frame(
+            Checksum::Ieee,
+            ingest_header(id as u64, 0, records as u32, topic),
+            &mut f,
+        );
+        out.extend_from_slice(&f);
+    }
+    out
+}
+
+/// When [`produce_frames`] stops writing.
+#[derive(Clone, Copy, Debug)]
+pub enum Stop {
+    /// After at least this many records (whole frames).
+    Records(u64),
+    /// After the first write that ends this long after the start.
+    Time(Duration),
+}
+
+/// What [`produce_frames`] did.
+#[derive(Clone, Copy, Debug)]
+pub struct Produced {
+    /// Records written and acknowledged.
+    pub records: u64,
+    /// Frames written and acknowledged.
+    pub frames: u64,
+    /// From the first write to the last ACK.
+    pub elapsed: Duration,
+}
+
+/// The fair produce floor: pre-built frames of `batch` payload bytes, 16 per `write_all`,
+/// TCP back-pressure as the only pacing, every ACK read (and its flags checked) by a
+/// second thread. Returns when every frame written is acknowledged.
+pub fn produce_frames(
+    addr: SocketAddr,
+    topic: u32,
+    size: usize,
+    batch: usize,
+    stop: Stop,
+) -> Produced {
+    let per_frame = records_per_frame(size, batch);
+    let block = frames(topic, per_frame, size, WRITE_FRAMES);
+    let frame_len = block.len() / WRITE_FRAMES;
     let mut w = TcpStream::connect(addr).unwrap();
     w.set_nodelay(true).unwrap();
     let mut r = w.try_clone().unwrap();
-    let acked = Arc::new(AtomicU64::new(0));
+    // Frames the reader waits for: known up front for a record count, set when the
+    // writer is done for a time limit (then the write side is shut, so the reader also
+    // wakes at the server's EOF).
+    let target = Arc::new(AtomicU64::new(match stop {
+        Stop::Records(n) => n.div_ceil(per_frame as u64),
+        Stop::Time(_) => u64::MAX,
+    }));
     let reader = {
-        let acked = acked.clone();
+        let target = target.clone();
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
-            let mut pending = 0usize;
-            while acked.load(Ordering::Acquire) < frames {
-                match r.read(&mut buf) {
+            let mut acked = 0u64;
+            let mut at = 0usize; // bytes of the current ACK frame seen so far
+            while acked < target.load(Ordering::Acquire) {
+                let n = match r.read(&mut buf) {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        pending += n;
-                        acked.fetch_add((pending / HEADER_LEN) as u64, Ordering::Release);
-                        pending %= HEADER_LEN;
+                    Ok(n) => n,
+                };
+                let mut i = 0;
+                while i < n {
+                    if at <= offset::FLAGS && offset::FLAGS < at + (n - i) {
+                        let flags = Flags::from_bits(buf[i + offset::FLAGS - at]);
+                        assert!(flags.is_ack(), "floor: a reply that is not an ACK");
+                    }
+                    let take = (HEADER_LEN - at).min(n - i);
+                    i += take;
+                    at += take;
+                    if at == HEADER_LEN {
+                        acked += 1;
+                        at = 0;
                     }
                 }
             }
+            acked
         })
     };
     let start = Instant::now();
-    for sent in 0..frames {
-        while sent - acked.load(Ordering::Acquire) >= 64 {
-            std::hint::spin_loop();
+    let mut sent = 0u64;
+    loop {
+        let k = match stop {
+            Stop::Records(_) => (target.load(Ordering::Relaxed) - sent).min(WRITE_FRAMES as u64),
+            Stop::Time(d) if start.elapsed() < d => WRITE_FRAMES as u64,
+            Stop::Time(_) => 0,
+        };
+        if k == 0 {
+            break;
         }
-        w.write_all(&f).unwrap();
+        w.write_all(&block[..k as usize * frame_len]).unwrap();
+        sent += k;
     }
-    reader.join().unwrap();
-    let el = start.elapsed().as_secs_f64();
-    let n = (frames * per_frame as u64) as f64;
-    (n / el, n * (size + 5) as f64 / el / 1e6)
+    if let Stop::Time(_) = stop {
+        target.store(sent, Ordering::Release);
+        let _ = w.shutdown(Shutdown::Write);
+    }
+    let acked = reader.join().unwrap();
+    let elapsed = start.elapsed();
+    assert_eq!(acked, sent, "floor: ACKs missing");
+    Produced {
+        records: sent * per_frame as u64,
+        frames: sent,
+        elapsed,
+    }
+}
+
+/// [`produce_frames`] of at least `records` records in default-sized batches. Returns
+/// (records/s, MB/s of record values).
+pub fn produce(addr: SocketAddr, topic: u32, size: usize, records: u64) -> (f64, f64) {
+    let p = produce_frames(addr, topic, size, BATCH_SIZE, Stop::Records(records));
+    let el = p.elapsed.as_secs_f64();
+    let n = p.records as f64;
+    (n / el, n * size as f64 / el / 1e6)
 }
 
 /// Ping-pong: write one frame holding one `size`-byte record, read its ACK; `n` times
@@ -87,8 +187,8 @@ pub fn send_with_ack(addr: SocketAddr, topic: u32, size: usize, n: u64) -> Histo
     h
 }
 
-/// A blocking fetch loop from offset 0 until `total` bytes are read, `max_bytes` per
-/// fetch. Returns bytes/s.
+/// The read-back floor: a blocking fetch loop from offset 0 until `total` bytes are read,
+/// `max_bytes` per fetch, each reply read into one reused buffer. Returns bytes/s.
 pub fn fetch_all(addr: SocketAddr, topic: u32, max_bytes: u32, total: u64) -> f64 {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_nodelay(true).unwrap();
