@@ -1,7 +1,8 @@
 //! The `lnc-uring` command-line tool end to end against the embedded server.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use lnc_uring::testkit::TestServer;
 
@@ -177,4 +178,70 @@ fn bench_subcommands_print_json_results() {
         "100",
     ]);
     assert_eq!(v["records"], 20000);
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lnc-uring"))
+}
+
+/// Waits up to `limit` for `child` to exit; kills it (and fails) when it does not.
+fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the CLI with a bounded wait: (exit status, stdout, stderr).
+fn cli_bounded(args: &[&str], limit: Duration) -> (ExitStatus, String, String) {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let o = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let e = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_bounded(&mut child, limit, &format!("lnc-uring {args:?}"));
+    (status, o.join().unwrap(), e.join().unwrap())
+}
+
+/// Issue 9, item 23: a malformed address is a configuration error (exit 2), not a
+/// connection failure.
+#[test]
+fn malformed_addresses_are_configuration_errors() {
+    for bad in [
+        "foo",
+        "127.0.0.1:99999",
+        "127.0.0.1:0",
+        "::1:1992",
+        "host:",
+        ":1992",
+    ] {
+        let (status, _, err) = cli_bounded(
+            &["--addr", bad, "ping", "--count", "1"],
+            Duration::from_secs(20),
+        );
+        assert_eq!(status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("invalid configuration"), "{bad}: {err}");
+    }
 }
