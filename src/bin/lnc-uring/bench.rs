@@ -1,6 +1,6 @@
 //! `lnc-uring bench`: produce throughput, send-with-ACK latency, consume throughput.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,29 +36,55 @@ fn conn(cli: &Cli, a: &BenchArgs, addr: &str) -> lnc_uring::ConnectionConfig {
     c
 }
 
-/// Prints a progress line every second while `running`.
-fn progress(
-    counter: Arc<AtomicU64>,
-    running: Arc<AtomicBool>,
-    what: &'static str,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut last = 0;
-        let mut t = Instant::now();
-        while running.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(200));
-            if t.elapsed() >= Duration::from_secs(1) {
+/// A progress line on standard error every `every` (none when zero) until stopped.
+/// Stopping does not wait for the next tick.
+struct Ticker {
+    stop: Option<crossbeam_channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(counter: Arc<AtomicU64>, every: Duration, what: &'static str) -> Ticker {
+        if every.is_zero() {
+            return Ticker {
+                stop: None,
+                thread: None,
+            };
+        }
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
+        let thread = std::thread::spawn(move || {
+            let mut last = 0;
+            let mut t = Instant::now();
+            let mut printed = false;
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(every)
+            {
                 let now = counter.load(Ordering::Relaxed);
                 eprint!(
                     "\r{what}: {:>12.0}/s   total {now:>12}   ",
                     (now - last) as f64 / t.elapsed().as_secs_f64()
                 );
+                printed = true;
                 last = now;
                 t = Instant::now();
             }
+            if printed {
+                eprintln!();
+            }
+        });
+        Ticker {
+            stop: Some(stop),
+            thread: Some(thread),
         }
-        eprintln!();
-    })
+    }
+
+    /// Stops the ticker (call after the clock is read: its exit is not part of the run).
+    fn stop(mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 pub(super) fn run(cli: &Cli, cmd: &BenchCmd) -> Result<(), Error> {
@@ -87,16 +113,21 @@ fn produce(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
         .id;
     let size = a.record_size.unwrap_or(1024);
     let count = Arc::new(AtomicU64::new(0));
-    let running = Arc::new(AtomicBool::new(true));
-    let ticker = progress(count.clone(), running.clone(), "records");
+    let ticker = Ticker::start(
+        count.clone(),
+        Duration::from_millis(a.progress_ms),
+        "records",
+    );
     let start = Instant::now();
     let until = start + Duration::from_secs(a.duration_secs);
-    let results: Vec<Result<lnc_uring::ProducerStats, Error>> = std::thread::scope(|s| {
+    // Each connection's stats and the moment its last record was acknowledged.
+    type Done = (lnc_uring::ProducerStats, Instant);
+    let results: Vec<Result<Done, Error>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..a.connections.max(1))
             .map(|_| {
                 let addr = addr.clone();
                 let count = count.clone();
-                s.spawn(move || -> Result<lnc_uring::ProducerStats, Error> {
+                s.spawn(move || -> Result<Done, Error> {
                     let p = producer(cli, a, &addr)?;
                     let v = vec![0x5Au8; size];
                     while Instant::now() < until {
@@ -106,9 +137,10 @@ fn produce(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
                         count.fetch_add(256, Ordering::Relaxed);
                     }
                     p.flush(Duration::from_secs(120))?;
+                    let done = Instant::now();
                     let st = p.stats();
                     p.close(Duration::from_secs(10))?;
-                    Ok(st)
+                    Ok((st, done))
                 })
             })
             .collect();
@@ -117,10 +149,13 @@ fn produce(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
             .map(|h| h.join().expect("bench thread"))
             .collect()
     });
-    running.store(false, Ordering::Relaxed);
-    let _ = ticker.join();
-    let secs = start.elapsed().as_secs_f64();
-    let stats: Vec<_> = results.into_iter().collect::<Result<_, _>>()?;
+    // The work ended when the last connection's last record was acknowledged: neither
+    // closing the producers nor stopping the ticker is timed.
+    ticker.stop();
+    let done: Vec<Done> = results.into_iter().collect::<Result<_, _>>()?;
+    let end = done.iter().map(|d| d.1).max().unwrap_or(start);
+    let secs = end.duration_since(start).as_secs_f64();
+    let stats: Vec<_> = done.into_iter().map(|d| d.0).collect();
     let n = count.load(Ordering::Relaxed) as f64;
     let mb = n * (size + 5) as f64 / 1e6;
     let lat = stats[0].ack_latency;
@@ -211,8 +246,11 @@ fn consume(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
         .with_connection(conn(cli, a, &addr));
     let mut c = StandaloneConsumer::connect(cfg)?;
     let count = Arc::new(AtomicU64::new(0));
-    let running = Arc::new(AtomicBool::new(true));
-    let ticker = progress(count.clone(), running.clone(), "records read");
+    let ticker = Ticker::start(
+        count.clone(),
+        Duration::from_millis(a.progress_ms),
+        "records read",
+    );
     let start = Instant::now();
     let mut bytes = 0u64;
     let mut n = 0u64;
@@ -224,9 +262,9 @@ fn consume(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
         n += r.records().count() as u64;
         count.store(n, Ordering::Relaxed);
     }
-    running.store(false, Ordering::Relaxed);
-    let _ = ticker.join();
+    // The work is done: read the clock before the ticker is stopped.
     let secs = start.elapsed().as_secs_f64();
+    ticker.stop();
     c.close()?;
     if cli.json {
         println!(

@@ -1,4 +1,5 @@
-//! `lnc-uring`: topic administration, produce, consume and ping for Lance servers.
+//! `lnc-uring`: topic administration, produce, consume and ping for Lance servers, and an
+//! embedded test server.
 //!
 //! ```text
 //! lnc-uring --addr 127.0.0.1:1992 topics create orders
@@ -6,27 +7,49 @@
 //! lnc-uring produce orders --count 1000000 --size 100
 //! lnc-uring consume orders --from beginning --count 10
 //! lnc-uring --json topics list
+//! lnc-uring serve --port 1992 &
 //! ```
 //!
-//! Exit codes: 0 success, 1 other failure, 2 usage error, 3 topic not found,
-//! 4 cannot connect, 5 timeout, 6 authentication failed.
+//! Exit codes: 0 success, 1 other failure, 2 usage or configuration error, 3 topic not
+//! found, 4 cannot connect (or the connection was lost), 5 timeout, 6 authentication
+//! failed; `produce` stopped by SIGINT 130, by SIGTERM 143 (after printing its summary).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use lnc_uring::proto::{Retention, TopicInfo};
-use lnc_uring::{Backend, ConnectionConfig, Error, LanceClient};
+use lnc_uring::{Backend, Checksum, ConnectionConfig, Error, LanceClient, TopicRef};
 use serde_json::json;
 
 mod bench;
 mod consume;
 mod produce;
+mod serve;
+
+/// Longest timeout accepted: a year, the library's limit for durations.
+const MAX_MS: u64 = 365 * 86_400 * 1000;
+
+const AFTER_HELP: &str = "\
+Topics: TOPIC arguments of produce and consume are topic names, even when they are all
+digits (a topic named 12345 is produced to as `12345`); write `id:N` for topic id N.
+
+Exit codes: 0 success, 1 other failure, 2 usage or configuration error (a malformed
+--addr too), 3 topic not found, 4 cannot connect or connection lost, 5 timeout (the
+server did not answer within --timeout-ms, or a record was not acknowledged within the
+delivery timeout), 6 authentication failed, 130/143 produce stopped by SIGINT/SIGTERM.";
 
 #[derive(Parser, Debug)]
-#[command(name = "lnc-uring", version, about = "Lance Wire Protocol client: topics, produce, consume", long_about = None)]
+#[command(
+    name = "lnc-uring",
+    version,
+    about = "Lance Wire Protocol client: topics, produce, consume; and an embedded test server",
+    long_about = None,
+    after_help = AFTER_HELP
+)]
 struct Cli {
-    /// Server address (host:port, ip:port or [v6]:port).
+    /// Server address (host:port, ip:port or [v6]:port; port 1-65535). A malformed
+    /// address is a usage error (exit 2).
     #[arg(
         long,
         env = "LANCE_ADDR",
@@ -43,9 +66,15 @@ struct Cli {
     /// Authentication token (command 0x08), sent first on every connection.
     #[arg(long, env = "LANCE_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
-    /// Request timeout in milliseconds.
-    #[arg(long, default_value_t = 30_000, global = true)]
+    /// How long to wait for the server, in milliseconds: each request's reply, the
+    /// connection's liveness, and for produce each record's acknowledgement and a full
+    /// buffer (unless --delivery-timeout-ms is given). Exit 5 when it passes.
+    #[arg(long, default_value_t = 30_000, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
     timeout_ms: u64,
+    /// Frame checksum: ieee (what Lance servers compute) or castagnoli.
+    #[arg(long, default_value = "ieee", global = true)]
+    checksum: Checksum,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,18 +100,22 @@ enum Command {
         count: u32,
     },
     /// Produce records, acknowledged: one per line of standard input, or generated.
+    #[command(after_help = produce::AFTER_HELP)]
     Produce(ProduceArgs),
     /// Consume records to standard output, one per line.
+    #[command(after_help = consume::AFTER_HELP)]
     Consume(ConsumeArgs),
     /// Benchmarks (an embedded server unless --server names one).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Figures time the work only: from the first record to the last \
+                      acknowledgement (produce) or the last record read (consume); not \
+                      closing the connections, nor the progress line (--progress-ms)."
+    )]
     Bench(BenchCmd),
-    /// Run the embedded Lance-compatible test server until standard input closes.
-    Serve {
-        /// Port on 127.0.0.1 (0: any free port).
-        #[arg(long, default_value_t = 1992)]
-        port: u16,
-    },
+    /// Run the embedded Lance-compatible test server until SIGINT or SIGTERM.
+    #[command(after_help = serve::AFTER_HELP)]
+    Serve(ServeArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,16 +192,20 @@ struct BenchArgs {
     /// LZ4 compressed batches.
     #[arg(long)]
     compression: bool,
+    /// Progress line on standard error every this many milliseconds (0: none).
+    #[arg(long, default_value_t = 1000)]
+    progress_ms: u64,
 }
 
 #[derive(Args, Debug)]
 struct ProduceArgs {
-    /// Topic id or name.
-    topic: String,
+    /// Topic name (`id:N` for topic id N).
+    #[arg(value_parser = parse_topic)]
+    topic: TopicRef,
     /// Generate this many records instead of reading standard input.
     #[arg(long)]
     count: Option<u64>,
-    /// Size of generated records in bytes (a 12-digit sequence number, then letters).
+    /// Value size of generated records in bytes: exactly this many (see below).
     #[arg(long, default_value_t = 100)]
     size: usize,
     /// Batch size in bytes.
@@ -183,13 +220,19 @@ struct ProduceArgs {
     /// Create the topic if it does not exist (names only).
     #[arg(long)]
     create: bool,
+    /// Each record is acknowledged or failed within this many milliseconds, and a full
+    /// buffer waits at most this long (default: --timeout-ms).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_MS))]
+    delivery_timeout_ms: Option<u64>,
 }
 
 #[derive(Args, Debug)]
 struct ConsumeArgs {
-    /// Topic id or name.
-    topic: String,
-    /// Where to start: beginning, end, or a byte offset (a record boundary).
+    /// Topic name (`id:N` for topic id N).
+    #[arg(value_parser = parse_topic)]
+    topic: TopicRef,
+    /// Where to start: beginning, end, or a byte offset, which must be a record
+    /// boundary (0, or an end offset reported before).
     #[arg(long, default_value = "beginning")]
     from: String,
     /// Stop after this many records.
@@ -203,18 +246,87 @@ struct ConsumeArgs {
     max_fetch_bytes: u32,
 }
 
+/// `serve`'s options. `--addr`, `--token`, `--backend` and `--timeout-ms` are declared
+/// here again so that the client's global ones are not listed: `--addr` is the listen
+/// address, `--token` the token required, the other two are refused.
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Listen address: an IP address, or IP:PORT (default 127.0.0.1; LANCE_ADDR is not
+    /// read by serve).
+    #[arg(long)]
+    addr: Option<String>,
+    /// Listen port (default 1992; 0: any free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Keep topic data in this directory (a restart on it keeps every acknowledged
+    /// byte); default: in memory.
+    #[arg(long, conflicts_with = "discard")]
+    data_dir: Option<std::path::PathBuf>,
+    /// Keep no data at all (for benchmarks): offsets advance, fetches of data fail.
+    #[arg(long)]
+    discard: bool,
+    /// Delay each read chunk's ACKs by this many milliseconds (a stand-in for fsync and
+    /// quorum waits).
+    #[arg(long)]
+    ack_delay_ms: Option<u64>,
+    /// Largest payload_length accepted (default 16777216).
+    #[arg(long)]
+    max_payload: Option<u32>,
+    /// Answer as the leader of a one-node cluster instead of a standalone server.
+    #[arg(long)]
+    cluster: bool,
+    /// Require token auth: ingest on a connection that has not authenticated with this
+    /// token is refused (other requests are not gated).
+    #[arg(long, env = "LANCE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, hide = true, value_enum)]
+    backend: Option<BackendArg>,
+    #[arg(long, hide = true)]
+    timeout_ms: Option<u64>,
+}
+
+/// A topic argument: a name, or `id:N`.
+fn parse_topic(s: &str) -> Result<TopicRef, String> {
+    match s.strip_prefix("id:") {
+        Some(n) => n
+            .parse()
+            .map(TopicRef::Id)
+            .map_err(|_| format!("{s:?}: id:N needs a topic id 0..=4294967295")),
+        None if s.is_empty() => Err("empty topic name".into()),
+        None => Ok(TopicRef::Name(s.to_owned())),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if cli.json {
-                eprintln!("{}", json!({ "error": e.to_string() }));
-            } else {
-                eprintln!("lnc-uring: {e}");
-            }
-            ExitCode::from(exit_code(&e))
-        }
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    match run(&cli, &matches) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => ExitCode::from(fail(&cli, &message(&cli, &e), exit_code(&e))),
+    }
+}
+
+/// Reports a failure on standard error (a JSON object with --json); returns `code`.
+fn fail(cli: &Cli, msg: &str, code: u8) -> u8 {
+    if cli.json {
+        eprintln!("{}", json!({ "error": msg, "exit_code": code }));
+    } else {
+        eprintln!("lnc-uring: {msg}");
+    }
+    code
+}
+
+/// The error's text, with what the command waited for when it timed out.
+fn message(cli: &Cli, e: &Error) -> String {
+    match e {
+        Error::Timeout(what) if !matches!(cli.command, Command::Produce(_)) => format!(
+            "timed out: {what} (no reply from {} within --timeout-ms {})",
+            cli.addr, cli.timeout_ms
+        ),
+        _ => e.to_string(),
     }
 }
 
@@ -222,7 +334,7 @@ fn exit_code(e: &Error) -> u8 {
     match e {
         Error::TopicNotFound { .. } => 3,
         Error::Connect { .. } | Error::ConnectionClosed => 4,
-        Error::Timeout(_) => 5,
+        Error::Timeout(_) | Error::Backpressure(_) => 5,
         Error::Authentication { .. } => 6,
         Error::Config(_) | Error::InvalidTopicName { .. } => 2,
         _ => 1,
@@ -235,10 +347,15 @@ fn connection(cli: &Cli) -> ConnectionConfig {
         BackendArg::IoUring => Backend::IoUring,
         BackendArg::Poll => Backend::Poll,
     };
+    let timeout = Duration::from_millis(cli.timeout_ms);
     let mut c = ConnectionConfig::new(cli.addr.clone())
         .with_backend(backend)
-        .with_request_timeout(Duration::from_millis(cli.timeout_ms))
-        .with_connect_timeout(Duration::from_millis(cli.timeout_ms.min(10_000)));
+        .with_checksum(cli.checksum)
+        .with_request_timeout(timeout)
+        // The connection is not declared dead before --timeout-ms has passed: a silent
+        // server is a timeout (exit 5), not a lost connection.
+        .with_peer_timeout((timeout + Duration::from_secs(1)).min(Duration::from_millis(MAX_MS)))
+        .with_connect_timeout(timeout.min(Duration::from_secs(10)));
     if let Some(t) = &cli.token {
         c = c.with_auth_token(t.clone());
     }
@@ -267,43 +384,35 @@ fn print_topic(cli: &Cli, t: &TopicInfo) {
     }
 }
 
-/// A topic argument: digits are an id, anything else a name.
-fn resolve(admin: &LanceClient, topic: &str, create: bool) -> Result<u32, Error> {
-    if let Ok(id) = topic.parse::<u32>() {
-        return Ok(id);
-    }
+/// The id of a topic argument; a name is looked up (or created with `create`).
+fn resolve(admin: &LanceClient, topic: &TopicRef, create: bool) -> Result<u32, Error> {
+    let name = match topic {
+        TopicRef::Id(id) if create => {
+            return Err(Error::Config(format!(
+                "--create needs a topic name, not id:{id}"
+            )))
+        }
+        TopicRef::Id(id) => return Ok(*id),
+        TopicRef::Name(name) => name,
+    };
     if create {
-        return Ok(admin.ensure_topic(topic)?.id);
+        return Ok(admin.ensure_topic(name)?.id);
     }
     admin
         .list_topics()?
         .into_iter()
-        .find(|t| t.name == topic)
+        .find(|t| &t.name == name)
         .map(|t| t.id)
         .ok_or_else(|| Error::TopicNotFound {
-            message: format!("no topic named {topic:?}"),
+            message: format!("no topic named {name:?}"),
         })
 }
 
-fn run(cli: &Cli) -> Result<(), Error> {
+fn run(cli: &Cli, matches: &ArgMatches) -> Result<u8, Error> {
     match &cli.command {
-        Command::Serve { port } => {
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
-            let server = lnc_uring::testkit::TestServer::builder()
-                .addr(addr)
-                .start()
-                .map_err(Error::from)?;
-            println!("listening on {}", server.addr());
-            // Serve until standard input closes.
-            let mut sink = String::new();
-            while std::io::stdin()
-                .read_line(&mut sink)
-                .map(|n| n > 0)
-                .unwrap_or(false)
-            {
-                sink.clear();
-            }
-            Ok(())
+        Command::Serve(a) => {
+            let m = matches.subcommand_matches("serve").expect("serve matched");
+            serve::run(cli, a, m)
         }
         Command::Topics(cmd) => {
             let admin = LanceClient::with_config(connection(cli))?;
@@ -365,7 +474,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
                 }
             }
             admin.close();
-            Ok(())
+            Ok(0)
         }
         Command::Status => {
             let admin = LanceClient::with_config(connection(cli))?;
@@ -386,7 +495,7 @@ fn run(cli: &Cli) -> Result<(), Error> {
                 );
             }
             admin.close();
-            Ok(())
+            Ok(0)
         }
         Command::Ping { count } => {
             let admin = LanceClient::with_config(connection(cli))?;
@@ -399,10 +508,10 @@ fn run(cli: &Cli) -> Result<(), Error> {
                 }
             }
             admin.close();
-            Ok(())
+            Ok(0)
         }
         Command::Produce(a) => produce::run(cli, a),
         Command::Consume(a) => consume::run(cli, a),
-        Command::Bench(b) => bench::run(cli, b),
+        Command::Bench(b) => bench::run(cli, b).map(|()| 0),
     }
 }
