@@ -249,9 +249,14 @@ fn settle(
             return signal;
         }
         match producer.flush((deadline - now).min(SLICE)) {
+            Ok(()) => return signal,
             Err(Error::Timeout(_)) => {}
-            // Done, or nothing more can be flushed (the producer failed or closed).
-            _ => return signal,
+            Err(Error::Closed) => return signal,
+            // Some records failed (counted in the summary); wait for the others.
+            Err(_) if producer.stats().records_outstanding > 0 => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(_) => return signal,
         }
         if watch.count() > seen {
             seen = watch.count();
