@@ -12,6 +12,11 @@
 //! reads the topic back with a [`StandaloneConsumer`] (which carries records that a fetch
 //! cuts in half over to the next fetch), checks every record byte for byte and in order,
 //! and prints records/s, MB/s and the acknowledgement latency.
+//!
+//! Settings (environment): `RECORDS` (default 1000000) and `RECORD_SIZE` in bytes (default
+//! 256, at least 8: each value starts with its 8-byte sequence number) are whole decimal
+//! numbers; `LANCE_ADDR` is `host:port`. Unset or empty means the default. Anything else
+//! is refused with a message naming the setting, and exit code 2.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -22,11 +27,36 @@ use lnc_uring::{
     StandaloneConsumer,
 };
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// A whole-number setting: `default` when unset or empty, an error for anything else
+/// that is not a decimal number.
+fn env(name: &str, default: u64) -> Result<u64, String> {
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => Ok(default),
+        Err(std::env::VarError::NotUnicode(v)) => Err(format!("{name}={v:?} is not a number")),
+        Ok(v) if v.is_empty() => Ok(default),
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a whole decimal number")),
+    }
+}
+
+struct Settings {
+    records: u64,
+    size: usize,
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings, String> {
+        let records = env("RECORDS", 1_000_000)?;
+        let size = env("RECORD_SIZE", 256)?;
+        if size < 8 {
+            return Err(format!(
+                "RECORD_SIZE={size} is too small: each value starts with its 8-byte sequence number"
+            ));
+        }
+        let size = usize::try_from(size).map_err(|_| format!("RECORD_SIZE={size} is too large"))?;
+        Ok(Settings { records, size })
+    }
 }
 
 /// The value of record `seq`: its number, then `size - 8` bytes derived from it.
@@ -39,18 +69,27 @@ fn fill(seq: u64, size: usize, out: &mut Vec<u8>) {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("quickstart: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("quickstart failed: {e}");
-            ExitCode::FAILURE
+            // A malformed LANCE_ADDR is a configuration error too.
+            match e.downcast_ref::<lnc_uring::Error>() {
+                Some(lnc_uring::Error::Config(_)) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let records = env("RECORDS", 1_000_000);
-    let size = env("RECORD_SIZE", 256).max(8) as usize;
+fn run(Settings { records, size }: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let (_embedded, addr) = match std::env::var("LANCE_ADDR") {
         Ok(a) if !a.is_empty() => (None, a),
         _ => {

@@ -10,26 +10,31 @@
 //!   --ack-delay-ms N   delay each chunk's ACKs by N ms
 //!   --token TOKEN      enable token auth with TOKEN (repeatable)
 //!   --max-payload N    largest payload_length accepted (default 16777216)
+//!   --discard          keep no data (offsets advance; fetches of data fail)
 //!   --cluster          cluster-flavoured replies
 //! ```
 //!
-//! Prints `listening on 127.0.0.1:PORT` and serves until Ctrl-C or end of standard
-//! input, then prints the counters.
+//! Prints `listening on 127.0.0.1:PORT` on standard output and serves until SIGINT
+//! (Ctrl-C) or SIGTERM — standard input is not read, so `… testkit_server &` in a script
+//! keeps running — then prints the counters on standard error and exits 0. Like
+//! `lnc-uring serve`.
 
-use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use lnc_uring::proto::Checksum;
 use lnc_uring::testkit::{AckPolicy, TestServer};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+const USAGE: &str = "usage: testkit_server [--addr IP] [--port N] [--data-dir DIR] \
+    [--checksum ieee|castagnoli] [--ack-delay-ms N] [--token TOKEN]... [--max-payload N] \
+    [--discard] [--cluster]";
 
 fn usage(err: &str) -> ExitCode {
     eprintln!("testkit_server: {err}");
-    eprintln!(
-        "usage: testkit_server [--addr IP] [--port N] [--data-dir DIR] [--checksum ieee|castagnoli] \
-         [--ack-delay-ms N] [--token TOKEN]... [--max-payload N] [--cluster]"
-    );
+    eprintln!("{USAGE}");
     ExitCode::from(2)
 }
 
@@ -44,8 +49,13 @@ fn main() -> ExitCode {
             builder = builder.cluster_mode(true);
             continue;
         }
+        if flag == "--discard" {
+            builder = builder.discard_data(true);
+            continue;
+        }
         if flag == "-h" || flag == "--help" {
-            return usage("help requested");
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
         }
         const WITH_VALUE: [&str; 7] = [
             "--addr",
@@ -91,6 +101,14 @@ fn main() -> ExitCode {
             other => return usage(&format!("unknown flag {other}")),
         }
     }
+    // Before the server starts: from here on a signal stops it cleanly.
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("testkit_server: cannot handle signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = match builder
         .addr(SocketAddr::new(ip, port))
         .auth_tokens(tokens)
@@ -103,11 +121,14 @@ fn main() -> ExitCode {
         }
     };
     println!("listening on {}", server.addr());
-    // Serve until stdin ends (Ctrl-C ends the process directly).
-    let mut sink = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut sink);
+    let signal = signals.forever().next().unwrap_or(SIGTERM);
     let stats = server.stats();
     server.stop();
-    eprintln!("testkit_server: stopped; {stats:?}");
+    let name = if signal == SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    };
+    eprintln!("testkit_server: stopped by {name}; {stats:?}");
     ExitCode::SUCCESS
 }

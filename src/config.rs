@@ -160,6 +160,9 @@ impl ConnectionConfig {
         if self.addrs.is_empty() {
             return Err(Error::Config("no server address".into()));
         }
+        for a in &self.addrs {
+            check_addr(a)?;
+        }
         if self.keepalive_interval.is_zero() || self.peer_timeout.is_zero() {
             return Err(Error::Config(
                 "keepalive_interval and peer_timeout must be positive".into(),
@@ -203,6 +206,48 @@ impl ConnectionConfig {
     }
 }
 
+/// Checks the form of a server address, without resolving it: `host:port`, `ip:port` or
+/// `[v6]:port`, with a port in 1..=65535 and a host name of letters, digits, `-`, `_` and
+/// `.`. A malformed address is a configuration error (not retryable), not a failure to
+/// connect.
+fn check_addr(addr: &str) -> Result<(), Error> {
+    let bad = |why: &str| {
+        Err(Error::Config(format!(
+            "server address {addr:?} {why} (expected host:port, ip:port or [v6]:port)"
+        )))
+    };
+    let (host, port) = if let Some(rest) = addr.strip_prefix('[') {
+        let Some((v6, port)) = rest.split_once("]:") else {
+            return bad("has no port after the bracketed IPv6 address");
+        };
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return bad("has an invalid IPv6 address in brackets");
+        }
+        (None, port)
+    } else {
+        let Some((host, port)) = addr.rsplit_once(':') else {
+            return bad("has no port");
+        };
+        (Some(host), port)
+    };
+    if let Some(host) = host {
+        if host.is_empty() {
+            return bad("has no host");
+        }
+        if host.contains(':') {
+            return bad("is an IPv6 address without brackets");
+        }
+        let name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if host.len() > 253 || !host.chars().all(name_char) {
+            return bad("has an invalid host name");
+        }
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        _ => bad("has an invalid port (1..=65535)"),
+    }
+}
+
 /// Longest duration accepted in a configuration: a year (anything longer means "never"
 /// in practice and risks overflowing clock arithmetic).
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
@@ -214,4 +259,43 @@ pub(crate) fn check_duration(name: &str, d: Duration) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_checked_for_form_without_resolving() {
+        for good in [
+            "127.0.0.1:1992",
+            "localhost:1",
+            "lance-1.example.internal:65535",
+            "node_2:1992",
+            "[::1]:1992",
+            "[fe80::1]:8080",
+        ] {
+            assert!(check_addr(good).is_ok(), "{good}");
+            assert!(ConnectionConfig::new(good).validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "foo",
+            "127.0.0.1:99999",
+            "127.0.0.1:0",
+            "127.0.0.1:",
+            "127.0.0.1:+80",
+            ":1992",
+            "::1:1992",
+            "[::1]",
+            "[not-v6]:1992",
+            "host name:1992",
+            "",
+        ] {
+            let e = ConnectionConfig::new(bad).validate().unwrap_err();
+            assert!(matches!(e, Error::Config(_)), "{bad}: {e:?}");
+            assert!(!e.is_retryable(), "{bad}");
+        }
+        let seeds = ConnectionConfig::new("127.0.0.1:1992").with_seed("bad");
+        assert!(matches!(seeds.validate(), Err(Error::Config(_))));
+    }
 }

@@ -1,0 +1,283 @@
+//! `lnc-uring bench`: produce throughput, send-with-ACK latency, consume throughput.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use lnc_uring::testkit::TestServer;
+use lnc_uring::{ConsumerConfig, Error, LanceClient, Producer, ProducerConfig, StandaloneConsumer};
+use serde_json::json;
+
+use crate::{connection, BenchArgs, BenchCmd, Cli};
+
+/// The server to use: an embedded one (kept alive by the returned guard) or `addr`.
+fn server(a: &BenchArgs, discard: bool) -> Result<(Option<TestServer>, String), Error> {
+    if a.server == "embedded" {
+        let s = TestServer::builder().discard_data(discard).start()?;
+        let addr = s.addr().to_string();
+        Ok((Some(s), addr))
+    } else {
+        Ok((None, a.server.clone()))
+    }
+}
+
+fn conn(cli: &Cli, a: &BenchArgs, addr: &str) -> lnc_uring::ConnectionConfig {
+    let mut c = connection(cli);
+    c.addrs = vec![addr.to_owned()];
+    if let Some(cpu) = a.pin_cpu {
+        c = c.with_pin_cpu(cpu);
+    }
+    if let Some(us) = a.busy_poll_us {
+        c = c
+            .with_busy_poll(Duration::from_micros(us))
+            .with_spin(Duration::from_micros(us));
+    }
+    c
+}
+
+/// A progress line on standard error every `every` (none when zero) until stopped.
+/// Stopping does not wait for the next tick.
+struct Ticker {
+    stop: Option<crossbeam_channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(counter: Arc<AtomicU64>, every: Duration, what: &'static str) -> Ticker {
+        if every.is_zero() {
+            return Ticker {
+                stop: None,
+                thread: None,
+            };
+        }
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
+        let thread = std::thread::spawn(move || {
+            let mut last = 0;
+            let mut t = Instant::now();
+            let mut printed = false;
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(every)
+            {
+                let now = counter.load(Ordering::Relaxed);
+                eprint!(
+                    "\r{what}: {:>12.0}/s   total {now:>12}   ",
+                    (now - last) as f64 / t.elapsed().as_secs_f64()
+                );
+                printed = true;
+                last = now;
+                t = Instant::now();
+            }
+            if printed {
+                eprintln!();
+            }
+        });
+        Ticker {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the ticker (call after the clock is read: its exit is not part of the run).
+    fn stop(mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub(super) fn run(cli: &Cli, cmd: &BenchCmd) -> Result<(), Error> {
+    match cmd {
+        BenchCmd::Produce(a) => produce(cli, a),
+        BenchCmd::Latency(a) => latency(cli, a),
+        BenchCmd::Consume(a) => consume(cli, a),
+    }
+}
+
+fn producer(cli: &Cli, a: &BenchArgs, addr: &str) -> Result<Producer, Error> {
+    Producer::with_config(
+        ProducerConfig::default()
+            .with_batch_size(a.batch_size)
+            .with_linger_ms(a.linger_ms)
+            .with_max_pending_acks(a.window)
+            .with_compression(a.compression)
+            .with_connection(conn(cli, a, addr)),
+    )
+}
+
+fn produce(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
+    let (_guard, addr) = server(a, true)?;
+    let topic = LanceClient::with_config(conn(cli, a, &addr))?
+        .ensure_topic("bench")?
+        .id;
+    let size = a.record_size.unwrap_or(1024);
+    let count = Arc::new(AtomicU64::new(0));
+    let ticker = Ticker::start(
+        count.clone(),
+        Duration::from_millis(a.progress_ms),
+        "records",
+    );
+    let start = Instant::now();
+    let until = start + Duration::from_secs(a.duration_secs);
+    // Each connection's stats and the moment its last record was acknowledged.
+    type Done = (lnc_uring::ProducerStats, Instant);
+    let results: Vec<Result<Done, Error>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..a.connections.max(1))
+            .map(|_| {
+                let addr = addr.clone();
+                let count = count.clone();
+                s.spawn(move || -> Result<Done, Error> {
+                    let p = producer(cli, a, &addr)?;
+                    let v = vec![0x5Au8; size];
+                    while Instant::now() < until {
+                        for _ in 0..256 {
+                            p.send_async(topic, &v)?;
+                        }
+                        count.fetch_add(256, Ordering::Relaxed);
+                    }
+                    p.flush(Duration::from_secs(120))?;
+                    let done = Instant::now();
+                    let st = p.stats();
+                    p.close(Duration::from_secs(10))?;
+                    Ok((st, done))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .collect()
+    });
+    // The work ended when the last connection's last record was acknowledged: neither
+    // closing the producers nor stopping the ticker is timed.
+    ticker.stop();
+    let done: Vec<Done> = results.into_iter().collect::<Result<_, _>>()?;
+    let end = done.iter().map(|d| d.1).max().unwrap_or(start);
+    let secs = end.duration_since(start).as_secs_f64();
+    let stats: Vec<_> = done.into_iter().map(|d| d.0).collect();
+    let n = count.load(Ordering::Relaxed) as f64;
+    let mb = n * (size + 5) as f64 / 1e6;
+    let lat = stats[0].ack_latency;
+    if cli.json {
+        println!(
+            "{}",
+            json!({ "bench": "produce", "records_per_sec": n / secs, "mb_per_sec": mb / secs,
+                    "record_size": size, "connections": a.connections, "seconds": secs,
+                    "ack_p50_us": lat.p50_us, "ack_p99_us": lat.p99_us, "ack_p999_us": lat.p999_us,
+                    "ack_max_us": lat.max_us, "backend": stats[0].driver.backend })
+        );
+    } else {
+        println!(
+            "produce: {:.0} records/s, {:.1} MB/s ({size} B records, {} connection(s), {:.1} s, {})",
+            n / secs,
+            mb / secs,
+            a.connections,
+            secs,
+            stats[0].driver.backend
+        );
+        println!(
+            "batch ack latency: p50 {} µs  p99 {} µs  p99.9 {} µs  max {} µs",
+            lat.p50_us, lat.p99_us, lat.p999_us, lat.max_us
+        );
+    }
+    Ok(())
+}
+
+fn latency(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
+    let (_guard, addr) = server(a, true)?;
+    let topic = LanceClient::with_config(conn(cli, a, &addr))?
+        .ensure_topic("bench")?
+        .id;
+    let size = a.record_size.unwrap_or(64);
+    let n = a.count.unwrap_or(20_000);
+    let mut args = a.clone();
+    args.linger_ms = 0;
+    let p = producer(cli, &args, &addr)?;
+    let v = vec![0x5Au8; size];
+    let mut h = Histogram::<u64>::new(3).map_err(|e| Error::Config(e.to_string()))?;
+    for i in 0..n + 1000 {
+        let t = Instant::now();
+        p.send(topic, &v)?;
+        if i >= 1000 {
+            let _ = h.record(t.elapsed().as_nanos() as u64);
+        }
+    }
+    p.close(Duration::from_secs(10))?;
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    if cli.json {
+        println!(
+            "{}",
+            json!({ "bench": "latency", "samples": n, "record_size": size, "p50_us": us(0.5),
+                    "p99_us": us(0.99), "p999_us": us(0.999), "max_us": h.max() as f64 / 1000.0 })
+        );
+    } else {
+        println!(
+            "send with ACK ({size} B, {n} samples): p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs",
+            us(0.5),
+            us(0.99),
+            us(0.999),
+            h.max() as f64 / 1000.0
+        );
+    }
+    Ok(())
+}
+
+fn consume(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
+    let (_guard, addr) = server(a, false)?;
+    let admin = LanceClient::with_config(conn(cli, a, &addr))?;
+    let topic = admin.ensure_topic("bench-consume")?.id;
+    let size = a.record_size.unwrap_or(1024);
+    let want = a.count.unwrap_or(500_000);
+    // Fill the topic first if it holds too little.
+    let have = admin.end_offset(topic)?;
+    let need = want * (size as u64 + 5);
+    if have < need {
+        let p = producer(cli, a, &addr)?;
+        let v = vec![0x5Au8; size];
+        for _ in 0..(need - have).div_ceil(size as u64 + 5) {
+            p.send_async(topic, &v)?;
+        }
+        p.close(Duration::from_secs(120))?;
+    }
+    let cfg = ConsumerConfig::new("lnc-uring-bench", topic)
+        .with_max_fetch_bytes(1 << 20)
+        .with_auto_commit(None)
+        .with_connection(conn(cli, a, &addr));
+    let mut c = StandaloneConsumer::connect(cfg)?;
+    let count = Arc::new(AtomicU64::new(0));
+    let ticker = Ticker::start(
+        count.clone(),
+        Duration::from_millis(a.progress_ms),
+        "records read",
+    );
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    let mut n = 0u64;
+    while n < want {
+        let Some(mut r) = c.poll_timeout(Duration::from_secs(5))? else {
+            break;
+        };
+        bytes += r.bytes().len() as u64;
+        n += r.records().count() as u64;
+        count.store(n, Ordering::Relaxed);
+    }
+    // The work is done: read the clock before the ticker is stopped.
+    let secs = start.elapsed().as_secs_f64();
+    ticker.stop();
+    c.close()?;
+    if cli.json {
+        println!(
+            "{}",
+            json!({ "bench": "consume", "records": n, "records_per_sec": n as f64 / secs,
+                    "mb_per_sec": bytes as f64 / secs / 1e6, "seconds": secs })
+        );
+    } else {
+        println!(
+            "consume: {n} records in {secs:.2} s: {:.0} records/s, {:.1} MB/s",
+            n as f64 / secs,
+            bytes as f64 / secs / 1e6
+        );
+    }
+    Ok(())
+}
