@@ -133,7 +133,7 @@ impl LanceClient {
     }
 
     /// Creates a topic with a retention policy. A value of 0 is refused: the server
-    /// reads it as "delete every closed segment", not "unlimited" (wire-truth §8.8);
+    /// reads it as "delete every closed segment", not "unlimited" (docs/protocol.md §7.8);
     /// use [`Retention::UNLIMITED`] for no limit.
     pub fn create_topic_with_retention(
         &self,

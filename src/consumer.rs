@@ -1,7 +1,7 @@
 //! The blocking consumer.
 //!
 //! Fetch returns raw byte ranges of the topic's log, which can begin and end inside a
-//! record (wire-truth §8.3–8.6). The consumer keeps the cut tail and completes it with
+//! record (docs/protocol.md §7.3–7.6). The consumer keeps the cut tail and completes it with
 //! the next fetch, so it only ever delivers whole records, and its position — and every
 //! offset it commits — is a record boundary.
 

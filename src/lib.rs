@@ -59,7 +59,7 @@
 //! let mut frame = vec![0u8; HEADER_LEN];
 //! encode_raw(&mut frame, b"test").unwrap();
 //! seal_frame(Checksum::Ieee, ingest_header(1, 0, 1, 1), &mut frame);
-//! assert_eq!(frame.len(), 53); // wire-truth §17.3
+//! assert_eq!(frame.len(), 53); // docs/protocol.md §12.3
 //!
 //! // What the server answers, fed to the streaming decoder in two pieces.
 //! let ack = ack_frame(Checksum::Ieee, 1);

@@ -3,7 +3,7 @@
 //! is an argument), no `unsafe`. The driver thread owns one `Session` per connection
 //! and feeds it bytes, completions and time.
 //!
-//! # Correlation rules (wire-truth §1.1, §5.6–5.7, §9.2, §15)
+//! # Correlation rules (docs/protocol.md §1.2, §4.6–4.7, §6.14, §13)
 //!
 //! * Ingest ACKs arrive strictly FIFO and carry the batch id. An ACK for batch `n`
 //!   resolves every earlier unacknowledged batch as **skipped**: it got no ACK.
@@ -839,7 +839,7 @@ impl Session {
         match error {
             // After a quorum failure the errors can arrive out of batch order (the
             // quorum error is written after the inline errors of later batches of its
-            // chunk, wire-truth §5.7), so no error is trusted to name its batch: every
+            // chunk, docs/protocol.md §4.7), so no error is trusted to name its batch: every
             // skipped batch is retried as "outcome unknown". A batch truly refused fails
             // again on its retry, unambiguously.
             Some(_) | None if self.quorum_lost => {
@@ -1352,7 +1352,7 @@ mod tests {
 
     #[test]
     fn error_overtaking_acks_goes_to_the_skipped_batch() {
-        // wire-truth §1.1: [b1][b2 → unknown topic][b3] ⇒ Error, Ack(b1), Ack(b3).
+        // docs/protocol.md §1.2: [b1][b2 → unknown topic][b3] ⇒ Error, Ack(b1), Ack(b3).
         let now = t0();
         let mut s = session(now);
         let a = submit(&mut s, 1, now);
@@ -1402,7 +1402,7 @@ mod tests {
 
     #[test]
     fn quorum_failure_retries_the_unacknowledged_tail() {
-        // §5.7: Ack(b1), then FORWARD_FAILED for b2, nothing for b3 and b4.
+        // §4.7: Ack(b1), then FORWARD_FAILED for b2, nothing for b3 and b4.
         let now = t0();
         let mut s = session(now);
         let slots: Vec<_> = (0..4).map(|_| submit(&mut s, 1, now)).collect();

@@ -30,7 +30,7 @@ fn good_ingest() -> Vec<u8> {
 
 #[test]
 fn each_validation_step_in_the_servers_order() {
-    // Oversize is checked first, before magic (wire-truth §3.3 row 1).
+    // Oversize is checked first, before magic (docs/protocol.md §2.4 row 1).
     let mut f = good_ingest();
     f[..4].copy_from_slice(b"XXXX");
     f[32..36].copy_from_slice(&(MAX_PAYLOAD_LEN + 1).to_le_bytes());

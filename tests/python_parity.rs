@@ -1,5 +1,5 @@
 //! The 39 behaviours of the Python client's `test_protocol.py` (25) and `test_tlv.py`
-//! (14), as inventoried in `shared/lwp/peers.md` §3, with IEEE CRC-32 values and with
+//! (14), as inventoried in the published Python client's test suite, with IEEE CRC-32 values and with
 //! "incomplete tail" reported where Python silently truncates (37).
 
 use lnc_uring::proto::*;

@@ -1,7 +1,7 @@
 #![cfg(feature = "testkit")]
-//! The testkit answers like the released server, byte for byte: the wire-truth §17
-//! vectors, the §1.1 ordering, the §3.3 silent closes, §4 classification, and the §7 /
-//! §13 texts.
+//! The testkit answers like the released server, byte for byte: the docs/protocol.md §12
+//! vectors, the §1.2 ordering, the §2.4 silent closes, §3 classification, and the §6 /
+//! §10 texts.
 
 mod testkit_util;
 
@@ -12,7 +12,7 @@ use lnc_uring::proto::{
 use lnc_uring::testkit::TestServer;
 use testkit_util::*;
 
-// ---- wire-truth §17 vectors (copied verbatim) ----
+// ---- docs/protocol.md §12 vectors (copied verbatim) ----
 
 const KEEPALIVE: &str = "
 4C 41 4E 43 01 20 00 00 06 1E 9C 53 00 00 00 00
@@ -154,12 +154,12 @@ fn setup() -> (TestServer, Client) {
     (server, client)
 }
 
-/// Creates "events" (id 1) over the wire with the §17.5 bytes.
+/// Creates "events" (id 1) over the wire with the §12.5 bytes.
 fn create_events(c: &mut Client) -> Owned {
     c.roundtrip(&hex(CREATE_EVENTS))
 }
 
-// ---- §17 byte-exact ----
+// ---- §12 byte-exact ----
 
 #[test]
 fn keepalive_echo_17_1() {
@@ -171,11 +171,11 @@ fn keepalive_echo_17_1() {
 #[test]
 fn ack_for_batch_1_17_4() {
     let (s, mut c) = setup();
-    // §17.2: topic 0 accepts writes and ACKs them (§5.3).
+    // §12.2: topic 0 accepts writes and ACKs them (§4.3).
     c.send(&hex(INGEST_TOPIC0_TEST));
     assert_eq!(c.read_raw(44), hex(ACK_1));
     assert_eq!(s.topic_bytes(0), b"test");
-    // §17.3 into a real topic.
+    // §12.3 into a real topic.
     create_events(&mut c);
     c.send(&hex(INGEST_TLV_TOPIC1));
     assert_eq!(c.read_raw(44), hex(ACK_1));
@@ -228,7 +228,7 @@ fn create_with_retention_and_list_17_6() {
         list.json(),
         format!(r#"{{"topics":[{{"id":1,"name":"events","created_at":{ts},"topic_epoch":1}}]}}"#)
     );
-    // GetTopic carries no retention (§7.7).
+    // GetTopic carries no retention (§6.7).
     let get = c.roundtrip(&hex(GET_TOPIC_1));
     assert_eq!(
         get.json(),
@@ -240,7 +240,7 @@ fn create_with_retention_and_list_17_6() {
 fn cluster_status_exact_bytes_7_10() {
     let (_s, mut c) = setup();
     let mut req = hex(LIST_TOPICS);
-    req[12] = 0x07; // §17.6: identical except byte 12.
+    req[12] = 0x07; // §12.6: identical except byte 12.
     let reply = c.roundtrip(&req);
     let mut expected = Vec::new();
     Response::ClusterStatus(STANDALONE_STATUS.as_bytes()).encode(Checksum::Ieee, &mut expected);
@@ -262,14 +262,14 @@ fn fetch_response_17_6() {
 fn catching_up_and_unknown_topic_17_6() {
     let (_s, mut c) = setup();
     create_events(&mut c);
-    // Offset 5 on an empty topic: past the end ⇒ CatchingUp(size = 0) (§8.3 step 6).
+    // Offset 5 on an empty topic: past the end ⇒ CatchingUp(size = 0) (§7.3 step 6).
     c.send(&control(Request::Fetch(FetchRequest {
         topic_id: 1,
         start_offset: 5,
         max_bytes: 100,
     })));
     assert_eq!(c.read_raw(52), hex(CATCHING_UP_0));
-    // Ingest to a topic that does not exist (§5.2 step 3).
+    // Ingest to a topic that does not exist (§4.2 step 3).
     c.send(&ingest(1, 7, b"x"));
     assert_eq!(c.read_raw(57), hex(ERROR_UNKNOWN_TOPIC));
 }
@@ -307,7 +307,7 @@ fn set_retention_17_6() {
 
 #[test]
 fn authenticate_17_6() {
-    // Auth disabled: any non-empty UTF-8 token is accepted (§7.11).
+    // Auth disabled: any non-empty UTF-8 token is accepted (§6.11).
     let (_s, mut c) = setup();
     c.send(&hex(AUTH_SECRET));
     assert_eq!(c.read_raw(58), hex(AUTH_OK));
@@ -321,7 +321,7 @@ fn authenticate_17_6() {
     assert_eq!(c.read_raw(58), hex(AUTH_OK));
 }
 
-// ---- §1.1 ordering ----
+// ---- §1.2 ordering ----
 
 #[test]
 fn inline_replies_overtake_deferred_acks() {
@@ -367,7 +367,7 @@ fn acks_are_fifo() {
     assert_eq!(s.topic_size(1), 300);
 }
 
-// ---- §3.3 malformed frames: close, no reply ----
+// ---- §2.4 malformed frames: close, no reply ----
 
 fn assert_closes(server: &TestServer, frame: &[u8]) {
     let mut c = Client::connect(server.addr());
@@ -404,7 +404,7 @@ fn malformed_frames_close_silently() {
     oversize_bad_magic[..4].copy_from_slice(b"JUNK");
     assert_closes(&s, &oversize_bad_magic);
 
-    // Exactly the limit is fine (§3.3: "exactly 16 MiB is allowed").
+    // Exactly the limit is fine (§2.4: "exactly 16 MiB is allowed").
     let mut c = Client::connect(s.addr());
     c.send(&ingest(1, 0, &[0u8; 1024]));
     assert!(c.recv().is_ack(1));
@@ -445,7 +445,7 @@ fn oversize_frame_behind_others_closes_after_the_next_read() {
     c.assert_closed_silently();
 }
 
-// ---- §4 classification ----
+// ---- §3 classification ----
 
 #[test]
 fn classification_4_2() {
@@ -494,7 +494,7 @@ fn castagnoli_server() {
     ieee.assert_closed_silently();
 }
 
-// ---- §7 / §13 texts ----
+// ---- §6 / §10 texts ----
 
 #[test]
 fn control_error_texts() {
@@ -506,7 +506,7 @@ fn control_error_texts() {
         err(raw_control(0x01, b"bad_name")),
         "Invalid data: Topic name 'bad_name' contains invalid characters. Only alphanumeric characters (a-z, A-Z, 0-9) and dashes (-) are allowed"
     );
-    // Lossy UTF-8 (§7.4).
+    // Lossy UTF-8 (§6.4).
     assert_eq!(
         err(raw_control(0x01, b"a\xFFb")),
         "Invalid data: Topic name 'a\u{FFFD}b' contains invalid characters. Only alphanumeric characters (a-z, A-Z, 0-9) and dashes (-) are allowed"
@@ -523,7 +523,7 @@ fn control_error_texts() {
         err(raw_control(0x06, &[0u8; 18])),
         "Invalid data: Topic name must not be empty"
     );
-    // GetTopic / DeleteTopic: short payload ⇒ topic 0 (§7.7, §7.8).
+    // GetTopic / DeleteTopic: short payload ⇒ topic 0 (§6.7, §6.8).
     assert_eq!(err(raw_control(0x04, b"")), "Topic not found");
     assert_eq!(err(raw_control(0x04, &[1, 0])), "Topic not found");
     assert_eq!(
@@ -591,7 +591,7 @@ fn topic_lifecycle_texts() {
     );
     let t2 = c.request(Request::CreateTopic { name: "b-2" });
     assert!(t2.json().contains(r#""id":2,"name":"b-2""#));
-    // Trailing bytes are ignored (§7.1).
+    // Trailing bytes are ignored (§6.1).
     let mut p = 2u32.to_le_bytes().to_vec();
     p.extend(b"junk");
     assert!(c
@@ -650,7 +650,7 @@ fn subscribe_rules_9() {
     assert_eq!(sub(&mut c, 1, 0), (7, 0));
     assert_eq!(sub(&mut c, 1, u64::MAX), (7, u64::MAX));
     assert_eq!(sub(&mut c, 1, 12), (7, 12));
-    // Topic 0 may be subscribed (§5.3).
+    // Topic 0 may be subscribed (§4.3).
     assert_eq!(sub(&mut c, 0, 3), (7, 3));
     // Commit has no topic validation; subscribe at 0 resumes from the commit.
     let r = c.request(Request::CommitOffset {

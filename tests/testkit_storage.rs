@@ -1,7 +1,7 @@
 #![cfg(feature = "testkit")]
-//! Storage semantics: raw byte offsets and fetch cuts (§8), topic 0 (§5.3), empty
-//! ingests (§5.4), auth gating (§10), retention (§8.8), restarts with and without a
-//! data directory, discard mode, the fetch rate limiter (§6.2).
+//! Storage semantics: raw byte offsets and fetch cuts (§7), topic 0 (§4.3), empty
+//! ingests (§4.4), auth gating (§8), retention (§7.8), restarts with and without a
+//! data directory, discard mode, the fetch rate limiter (§5.2).
 
 mod testkit_util;
 
@@ -161,7 +161,7 @@ fn auth_gates_ingest_only_10() {
     assert_eq!(c2.recv().error_text(), "Authentication required");
     assert_eq!(s.topic_bytes(1), b"xy");
 
-    // write_only = true disables enforcement (§10).
+    // write_only = true disables enforcement (§8).
     let s = TestServer::builder()
         .auth_tokens(["secret"])
         .auth_write_only(true)
@@ -241,7 +241,7 @@ fn restart_keeps_data_in_memory() {
     assert_eq!(s.addr(), addr);
     let mut c = Client::connect(addr);
     assert_eq!(fetched(&fetch(&mut c, t, 0, 100)), (4, 1, b"kept".to_vec()));
-    // Committed offsets are memory only (§9).
+    // Committed offsets are memory only (§6.13).
     let r = c.request(Request::Subscribe(SubscribeRequest {
         topic_id: t,
         start_offset: 0,
@@ -290,7 +290,7 @@ fn data_dir_keeps_every_acknowledged_byte() {
     assert_eq!(s.topic_bytes(1), [payload.as_slice(), b"more"].concat());
     assert_eq!(s.topic_bytes(0), b"zero");
     assert_eq!(s.create_topic("e"), 2);
-    // Segment files are named like the server's (§8.1), all closed by now.
+    // Segment files are named like the server's (§7.1), all closed by now.
     let mut names: Vec<String> = std::fs::read_dir(dir.0.join("segments/d"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

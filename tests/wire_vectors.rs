@@ -1,4 +1,4 @@
-//! Every byte-exact vector of wire-truth §17, encoded and decoded.
+//! Every byte-exact vector of docs/protocol.md §12, encoded and decoded.
 //!
 //! The hex below is copied from the document (which was checked against a running
 //! server); if any byte of an encoder changes, these fail.
@@ -143,7 +143,7 @@ fn v17_5_create_topic_and_reply() {
     );
 }
 
-/// Each control vector of §17.6: (request, its frame).
+/// Each control vector of §12.6: (request, its frame).
 fn request_vectors() -> Vec<(Request<'static>, Vec<u8>)> {
     let ret = Retention {
         max_age_secs: 86_400,

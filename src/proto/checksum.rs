@@ -2,7 +2,7 @@
 //!
 //! Every released Lance server computes **IEEE CRC-32** (the zlib / Ethernet CRC,
 //! reflected polynomial `0xEDB88320`) over the header's first eight bytes and over the
-//! payload, through a function it happens to call `crc32c` (wire-truth §3.2). The
+//! payload, through a function it happens to call `crc32c` (docs/protocol.md §2.3). The
 //! published LWP specification asks for CRC-32C (Castagnoli) instead; a client that
 //! follows the specification has every frame rejected by a silent TCP close.
 //!
@@ -101,7 +101,7 @@ impl std::str::FromStr for Checksum {
 mod tests {
     use super::*;
 
-    // wire-truth §3.2 reference values.
+    // docs/protocol.md §2.3 reference values.
     const VECTORS: &[(&[u8], u32, u32)] = &[
         (b"", 0x0000_0000, 0x0000_0000),
         (b"a", 0xE8B7_BE43, 0xC1D0_4330),

@@ -2,7 +2,7 @@
 //!
 //! The server ignores the header's Compressed flag (0x01): it stores the payload bytes
 //! verbatim, and Fetch returns byte ranges with no batch boundaries and no flag
-//! (wire-truth §5.5). A payload compressed as a whole and flagged would be unreadable to
+//! (docs/protocol.md §4.5). A payload compressed as a whole and flagged would be unreadable to
 //! every consumer. Instead this crate writes one self-describing record:
 //!
 //! ```text

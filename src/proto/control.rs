@@ -1,8 +1,8 @@
-//! Control commands: request builders and response parsers (wire-truth §7, §9, §12).
+//! Control commands: request builders and response parsers (docs/protocol.md §6, §6.13, §6.16).
 //!
 //! A control frame has flags `0x40` and carries its command code in `batch_id`. Every
 //! request gets exactly one reply frame; Unsubscribe's reply is an **Ack** frame whose
-//! batch id is the consumer id (wire-truth §9.2).
+//! batch id is the consumer id (docs/protocol.md §6.14).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use super::header::{get_u16, get_u32, get_u64, Flags, Header};
 use super::PayloadError;
 
 /// A control command or response code: an open newtype, so an unknown value is kept and
-/// printed in hex rather than rejected (wire-truth §7.2).
+/// printed in hex rather than rejected (docs/protocol.md §6.2).
 ///
 /// ```
 /// use lnc_uring::proto::ControlCode;
@@ -124,7 +124,7 @@ impl fmt::Display for ControlCode {
 }
 
 /// A retention policy. **0 is not "unlimited" on the wire**: the server stores it and
-/// deletes every closed segment on its next cycle (wire-truth §8.8). There is no way to
+/// deletes every closed segment on its next cycle (docs/protocol.md §7.8). There is no way to
 /// clear a policy; "no limit" is expressed with the largest safe values
 /// ([`Retention::UNLIMITED`]).
 ///
@@ -196,7 +196,7 @@ pub struct SubscribeRequest {
     /// Topic.
     pub topic_id: u32,
     /// Start offset. 0 means "the last committed offset on this node, else 0";
-    /// `u64::MAX` is echoed unresolved (wire-truth §9.1).
+    /// `u64::MAX` is echoed unresolved (docs/protocol.md §6.13).
     pub start_offset: u64,
     /// Ignored by the server.
     pub max_batch_bytes: u32,
@@ -211,7 +211,7 @@ pub struct SubscribeRequest {
 ///
 /// let mut frame = Vec::new();
 /// Request::CreateTopic { name: "events" }.encode(Checksum::Ieee, &mut frame).unwrap();
-/// assert_eq!(frame.len(), 50); // wire-truth §17.5
+/// assert_eq!(frame.len(), 50); // docs/protocol.md §12.5
 /// assert_eq!(&frame[44..], b"events");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -345,7 +345,7 @@ impl<'a> Request<'a> {
                 consumer_id,
                 offset,
             } => {
-                // Note the order: topic, consumer, offset (wire-truth §9.3).
+                // Note the order: topic, consumer, offset (docs/protocol.md §6.15).
                 out.extend_from_slice(&topic_id.to_le_bytes());
                 out.extend_from_slice(&consumer_id.to_le_bytes());
                 out.extend_from_slice(&offset.to_le_bytes());
@@ -479,7 +479,7 @@ pub fn control_header(code: ControlCode) -> Header {
 }
 
 /// FetchResponse (0x11) payload: a 16-byte prefix, then raw stored bytes that may begin
-/// and end in the middle of a record (wire-truth §8.4).
+/// and end in the middle of a record (docs/protocol.md §7.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FetchResponse<'a> {
     /// `start_offset + bytes_returned`.
@@ -801,7 +801,7 @@ impl RetentionSet {
     }
 }
 
-/// The GetClusterStatus reply (wire-truth §7.10). `mode` is present only on a
+/// The GetClusterStatus reply (docs/protocol.md §6.10). `mode` is present only on a
 /// standalone server; `peer_states` maps node ids to state names, not addresses.
 ///
 /// ```

@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 /// A byte sequence that is not a valid LWP frame. The server reacts to every one of
-/// these by closing the connection without an error frame (wire-truth §3.3); the client
+/// these by closing the connection without an error frame (docs/protocol.md §2.4); the client
 /// does the same.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 #[non_exhaustive]

@@ -5,7 +5,7 @@ use super::control::ControlCode;
 use super::header::{Flags, Header, HEADER_LEN, MAX_PAYLOAD_LEN};
 use super::FrameError;
 
-/// What a frame is, decided exactly as the server decides (wire-truth §4.2): the first
+/// What a frame is, decided exactly as the server decides (docs/protocol.md §3.2): the first
 /// matching rule wins, so flag combinations are legal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FrameKind {
@@ -92,7 +92,7 @@ impl<'a> Frame<'a> {
     }
 }
 
-/// The server's checks up to the payload (wire-truth §3.3 rows 1–5): oversize first,
+/// The server's checks up to the payload (docs/protocol.md §2.4 rows 1–5): oversize first,
 /// then magic, version, header CRC.
 fn check_header(buf: &[u8], checksum: Checksum, max_payload: u32) -> Result<Header, FrameError> {
     if let Some(b) = buf.first_chunk::<HEADER_LEN>() {
@@ -175,7 +175,7 @@ pub fn seal_frame(checksum: Checksum, mut header: Header, frame: &mut [u8]) {
     header.encode(checksum, head);
 }
 
-/// The 44-byte keepalive frame (wire-truth §17.1). The server echoes it unchanged.
+/// The 44-byte keepalive frame (docs/protocol.md §12.1). The server echoes it unchanged.
 pub fn keepalive_frame(checksum: Checksum) -> [u8; HEADER_LEN] {
     Header {
         flags: Flags::KEEPALIVE,
@@ -184,7 +184,7 @@ pub fn keepalive_frame(checksum: Checksum) -> [u8; HEADER_LEN] {
     .to_bytes(checksum)
 }
 
-/// The 44-byte ACK frame for `batch_id` (wire-truth §17.4), as the server sends it.
+/// The 44-byte ACK frame for `batch_id` (docs/protocol.md §12.4), as the server sends it.
 pub fn ack_frame(checksum: Checksum, batch_id: u64) -> [u8; HEADER_LEN] {
     Header {
         flags: Flags::ACK,
@@ -194,7 +194,7 @@ pub fn ack_frame(checksum: Checksum, batch_id: u64) -> [u8; HEADER_LEN] {
     .to_bytes(checksum)
 }
 
-/// Header of an ingest frame: flags 0x04 only (never the ignored 0x01, wire-truth §5.5).
+/// Header of an ingest frame: flags 0x04 only (never the ignored 0x01, docs/protocol.md §4.5).
 pub fn ingest_header(batch_id: u64, timestamp_ns: u64, record_count: u32, topic_id: u32) -> Header {
     Header {
         flags: Flags::BATCH,
@@ -215,7 +215,7 @@ pub fn ingest_header(batch_id: u64, timestamp_ns: u64, record_count: u32, topic_
 /// an oversize length is rejected from the header alone, before anything is allocated).
 ///
 /// After an error the decoder is poisoned: the stream has lost its framing, the
-/// connection must be closed (the server does the same, wire-truth §3.3), and every
+/// connection must be closed (the server does the same, docs/protocol.md §2.4), and every
 /// later call yields nothing.
 ///
 /// ```

@@ -1,4 +1,4 @@
-//! The 44-byte LWP frame header (wire-truth §3).
+//! The 44-byte LWP frame header (docs/protocol.md §2).
 //!
 //! ```text
 //!  0       4   5   6       8          12                 20                 28
@@ -12,7 +12,7 @@
 //! ```
 //!
 //! All integers are little-endian. The header CRC covers bytes `0..8` only, so the
-//! batch id, lengths and topic are protected by nothing (wire-truth §0.2).
+//! batch id, lengths and topic are protected by nothing (docs/protocol.md §2.3).
 
 use std::fmt;
 
@@ -26,7 +26,7 @@ pub const MAGIC: [u8; 4] = *b"LANC";
 /// The only protocol version the server accepts.
 pub const PROTOCOL_VERSION: u8 = 1;
 /// The server's default (and the client's) limit on `payload_length`: 16 MiB, inclusive
-/// (wire-truth §3.3). A larger frame makes the server close the connection.
+/// (docs/protocol.md §2.4). A larger frame makes the server close the connection.
 pub const MAX_PAYLOAD_LEN: u32 = 16 * 1024 * 1024;
 /// The default port of a Lance server.
 pub const DEFAULT_PORT: u16 = 1992;
@@ -57,7 +57,7 @@ pub mod offset {
     pub const TOPIC_ID: usize = 40;
 }
 
-/// The header's flag byte: an open bit set (wire-truth §4.1). Unknown bits are kept.
+/// The header's flag byte: an open bit set (docs/protocol.md §3.1). Unknown bits are kept.
 ///
 /// ```
 /// use lnc_uring::proto::Flags;
@@ -220,7 +220,7 @@ impl Header {
     ///
     /// ```
     /// use lnc_uring::proto::{Checksum, Flags, Header};
-    /// // wire-truth §3.2: the keepalive header CRC is 0x539C1E06 (bytes 06 1E 9C 53).
+    /// // docs/protocol.md §2.3: the keepalive header CRC is 0x539C1E06 (bytes 06 1E 9C 53).
     /// assert_eq!(Header::header_crc(Checksum::Ieee, Flags::KEEPALIVE), 0x539C_1E06);
     /// ```
     pub fn header_crc(checksum: Checksum, flags: Flags) -> u32 {
@@ -263,7 +263,7 @@ impl Header {
     }
 
     /// Decodes and validates a header from the start of `buf`, in the server's order
-    /// (wire-truth §3.3): length of the buffer, magic, version, header CRC. The payload
+    /// (docs/protocol.md §2.4): length of the buffer, magic, version, header CRC. The payload
     /// length limit and the payload CRC are the frame decoder's business
     /// ([`crate::proto::FrameDecoder`]).
     ///
@@ -311,7 +311,7 @@ impl Header {
     }
 
     /// Reads `payload_length` (offset 32) without validating anything else, as the
-    /// server does before it looks at the magic (wire-truth §3.3 row 1).
+    /// server does before it looks at the magic (docs/protocol.md §2.4 row 1).
     pub fn peek_payload_length(buf: &[u8; HEADER_LEN]) -> u32 {
         get_u32(buf, offset::PAYLOAD_LENGTH)
     }

@@ -1,8 +1,8 @@
 //! The sans-IO protocol core: everything the Lance Wire Protocol needs except I/O.
 //!
 //! No sockets, no threads, no clocks, no `unsafe`: callers own every buffer. Written
-//! from what the released server does (`shared/lwp/wire-truth.md` in this project's
-//! steering notes), which differs from the published LWP specification in many places;
+//! from what the released server does (`docs/protocol.md` in this repository), which
+//! differs from the published LWP specification in many places;
 //! see the crate README's "Where the spec is wrong" table.
 //!
 //! * [`Header`], [`Flags`] — the 44-byte header.
@@ -46,7 +46,7 @@ pub use tlv::{
 };
 
 /// Validates a topic name as the server does: non-empty, only `[A-Za-z0-9-]`
-/// (wire-truth §7.4). The server sets no length limit, but the name becomes a directory
+/// (docs/protocol.md §6.4). The server sets no length limit, but the name becomes a directory
 /// name, so more than 255 bytes fails there; this check rejects it up front.
 ///
 /// ```

@@ -1,4 +1,4 @@
-//! Classification of the server's plain-text error replies (wire-truth §13).
+//! Classification of the server's plain-text error replies (docs/protocol.md §10).
 //!
 //! The released server sends errors as UTF-8 text in an ErrorResponse (0xFF) frame: no
 //! JSON, no numeric code, no batch id. The client classifies them by prefix and keeps
@@ -85,7 +85,7 @@ impl ServerError {
     }
 
     /// Whether the write this error answers may nevertheless have been stored: a quorum
-    /// failure reports after the leader wrote locally (wire-truth §5.7).
+    /// failure reports after the leader wrote locally (docs/protocol.md §4.7).
     pub fn outcome_unknown(&self) -> bool {
         self.kind == ServerErrorKind::ForwardFailed && self.message.contains("Quorum not reached")
     }

@@ -1,9 +1,9 @@
 //! TLV records: `type u8 | length u32 LE | value[length]`, packed back to back with no
-//! padding (wire-truth §8.6).
+//! padding (docs/protocol.md §7.6).
 //!
 //! The server never parses records on ingest, but it stores payloads verbatim and, after
 //! a crash, truncates an active segment at the first record whose length runs past the
-//! end of the file (wire-truth §8.7). Every ingest payload this crate builds is therefore
+//! end of the file (docs/protocol.md §7.7). Every ingest payload this crate builds is therefore
 //! a sequence of complete records.
 //!
 //! Type bytes follow the published specification and the Python client (the upstream
@@ -39,7 +39,7 @@ pub const MAX_VALUE_LEN: usize = super::header::MAX_PAYLOAD_LEN as usize - TLV_H
 /// **Avoid `Null` (0xFF) on a released server**: its crash recovery reads type 0xFF as a
 /// 7-byte *extended* header (`FF · ext_type u16 · len u32`), so a 5-byte Null record in
 /// an active segment makes recovery misread the length and may truncate acknowledged
-/// data after an unclean restart (wire-truth §8.6–8.7). Use a type of your own, or a
+/// data after an unclean restart (docs/protocol.md §7.6–7.7). Use a type of your own, or a
 /// zero-length RawData, as a tombstone instead.
 ///
 /// ```

@@ -3,7 +3,7 @@
 //! A [`FaultPlan`] holds the faults a test has injected. Each fault has a
 //! [`Target`] (every connection, one connection by accept index, or the next one to be
 //! accepted) and fires at a well-defined point of the server's read-chunk processing
-//! (wire-truth §1.1). Counted faults are used up and removed; [`Fault::SplitWrites`]
+//! (docs/protocol.md §1.2). Counted faults are used up and removed; [`Fault::SplitWrites`]
 //! stays until [`FaultPlan::clear`].
 
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// The text of the quorum-failure error (wire-truth §5.7, §11; the numbers are
+/// The text of the quorum-failure error (docs/protocol.md §4.7, §9; the numbers are
 /// hard-coded in the server's message).
 pub const QUORUM_FAILURE_TEXT: &str = "FORWARD_FAILED: Quorum not reached - required 2 ACKs, got 1";
 
@@ -33,7 +33,7 @@ pub enum Target {
 
 /// One fault. Counts (`count`, `chunks`, `nth`) of 0 are treated as 1.
 ///
-/// "Chunk" is what one `read()` returned (wire-truth §1.1): the server handles every
+/// "Chunk" is what one `read()` returned (docs/protocol.md §1.2): the server handles every
 /// complete frame in it, writing control replies, keepalive echoes and ingest errors at
 /// once, then writes the chunk's ingest ACKs in one go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub enum Fault {
         /// Ingests affected.
         count: u32,
     },
-    /// A quorum failure (wire-truth §5.7): the `nth` ingest from now (counting ingests
+    /// A quorum failure (docs/protocol.md §4.7): the `nth` ingest from now (counting ingests
     /// that would be ACKed; 1 = the next one) is stored but answered, in its chunk's ACK
     /// phase after the ACKs of earlier ingests of that chunk, with
     /// [`QUORUM_FAILURE_TEXT`]; every later ingest of the same chunk is stored and gets
@@ -63,9 +63,9 @@ pub enum Fault {
         nth: u32,
     },
     /// Let `skip` ingests pass, then, instead of handling the next `count` ingests
-    /// (after the auth gate, where the server forwards to its leader, §5.2 step 2),
+    /// (after the auth gate, where the server forwards to its leader, §4.2 step 2),
     /// reply `text` inline — so the error overtakes the deferred ACKs of earlier ingests
-    /// of the same chunk (§1.1). Nothing is stored. See [`Fault::forward_failed`],
+    /// of the same chunk (§1.2). Nothing is stored. See [`Fault::forward_failed`],
     /// [`Fault::not_leader`], [`Fault::rate_limited`] and [`Fault::after`].
     RejectIngest {
         /// The ErrorResponse text.
@@ -76,7 +76,7 @@ pub enum Fault {
         count: u32,
     },
     /// Write a Backpressure frame (flags 0x10, everything else 0; the released server
-    /// never does, §6.2) inline when each of the next `count` ingests is handled. With
+    /// never does, §5.2) inline when each of the next `count` ingests is handled. With
     /// `replace_ingest` the ingest is then dropped (not stored, no ACK); otherwise it is
     /// handled normally after the frame.
     Backpressure {
@@ -165,17 +165,17 @@ impl Fault {
     }
 
     /// Reject the next ingest with `FORWARD_FAILED: <reason>` (a follower that cannot
-    /// reach its leader, wire-truth §11, §13), e.g. `"Forward operation timed out"`.
+    /// reach its leader, docs/protocol.md §9, §10), e.g. `"Forward operation timed out"`.
     pub fn forward_failed(reason: &str) -> Fault {
         Fault::reject_ingest(format!("FORWARD_FAILED: {reason}"))
     }
 
-    /// Reject the next ingest with `NOT_LEADER: redirect to <addr>` (§11, §13).
+    /// Reject the next ingest with `NOT_LEADER: redirect to <addr>` (§9, §10).
     pub fn not_leader(addr: SocketAddr) -> Fault {
         Fault::reject_ingest(format!("NOT_LEADER: redirect to {addr}"))
     }
 
-    /// Reject the next ingest with `Rate limit exceeded` (§6.2, §13).
+    /// Reject the next ingest with `Rate limit exceeded` (§5.2, §10).
     pub fn rate_limited() -> Fault {
         Fault::reject_ingest("Rate limit exceeded")
     }

@@ -1,31 +1,31 @@
 //! An embedded LWP server for tests, examples and benchmarks (cargo feature `testkit`).
 //!
 //! [`TestServer`] behaves like the released Lance server on the wire, byte for byte
-//! (`shared/lwp/wire-truth.md` in the project's steering notes, cited as §n below), and
+//! (`docs/protocol.md` in this repository, cited as §n below), and
 //! adds scripted faults ([`FaultPlan`]). It shares no code with the client's I/O path:
 //! plain blocking `std::net` sockets, one thread per connection, and the sans-IO
 //! [`crate::proto`] core for framing.
 //!
 //! What it reproduces:
 //!
-//! * **Read-chunk processing** (§1.1): one `read()` (up to 256 KiB by default), every
+//! * **Read-chunk processing** (§1.2): one `read()` (up to 256 KiB by default), every
 //!   complete frame of it in order; control replies, keepalive echoes and ingest errors
 //!   written at once; ingest ACKs deferred to the end of the chunk and written FIFO in
 //!   one write; the next `read()` only after that. So `[Ingest b1][Fetch]` sent in one
 //!   write is answered `FetchResponse`, `Ack(b1)`.
-//! * **Malformed frames** (§3.3): bad magic, version, header CRC, payload CRC or a
+//! * **Malformed frames** (§2.4): bad magic, version, header CRC, payload CRC or a
 //!   payload over the limit close the connection without a reply (the length is checked
 //!   as soon as 44 bytes are buffered, before the magic).
-//! * **Classification** (§4.2) via [`crate::proto::FrameKind::of`]; client-sent Ack,
+//! * **Classification** (§3.2) via [`crate::proto::FrameKind::of`]; client-sent Ack,
 //!   Backpressure and unknown frames are ignored.
-//! * **Topics and control commands** (§7, §9, §12, §13): ids from 1, the exact error
+//! * **Topics and control commands** (§6, §6.13, §6.16, §10): ids from 1, the exact error
 //!   texts, the lenient payload rules, JSON with the server's key order.
-//! * **Storage** (§5, §8): payloads appended verbatim, offsets are byte positions, Fetch
+//! * **Storage** (§4, §7): payloads appended verbatim, offsets are byte positions, Fetch
 //!   returns raw ranges that may cut records, `CatchingUp` past the end, the `u64::MAX`
 //!   tail sentinel, topic 0 write-only, empty ingests unanswered, retention 0 deleting
 //!   every closed segment.
-//! * **Token auth** gating ingest only (§10), the fetch rate limiter (§6.2), and the
-//!   cluster-flavoured texts of §5.7, §8.3, §11 with [`TestServerBuilder::cluster_mode`].
+//! * **Token auth** gating ingest only (§8), the fetch rate limiter (§5.2), and the
+//!   cluster-flavoured texts of §4.7, §7.3, §9 with [`TestServerBuilder::cluster_mode`].
 //!
 //! Choices where the server is nondeterministic: ListTopics lists by id (the server's
 //! order is unspecified); ingested data is visible to Fetch as soon as its frame is
@@ -113,7 +113,7 @@ pub struct Stats {
     pub bytes_received: u64,
     /// Bytes written to clients.
     pub bytes_sent: u64,
-    /// Connections closed because of a malformed frame (§3.3).
+    /// Connections closed because of a malformed frame (§2.4).
     pub malformed_closes: u64,
     /// Restarts so far.
     pub restarts: u64,
@@ -161,7 +161,7 @@ impl TestServerBuilder {
     }
 
     /// The CRC both ends compute; default IEEE, what the released server computes
-    /// (§3.2). A frame checksummed otherwise is a header-CRC mismatch: silent close.
+    /// (§2.3). A frame checksummed otherwise is a header-CRC mismatch: silent close.
     pub fn checksum(mut self, checksum: Checksum) -> Self {
         self.checksum = checksum;
         self
@@ -173,7 +173,7 @@ impl TestServerBuilder {
         self
     }
 
-    /// Enables token auth with these tokens (§10): ingest on a connection that has not
+    /// Enables token auth with these tokens (§8): ingest on a connection that has not
     /// sent a valid Authenticate is answered `Authentication required`. Nothing else is
     /// gated. No tokens (the default) means auth disabled: every ingest is accepted and
     /// any non-empty UTF-8 token authenticates.
@@ -187,7 +187,7 @@ impl TestServerBuilder {
     }
 
     /// The server's `auth.write_only` switch, which — as written — disables enforcement
-    /// entirely while Authenticate still validates tokens (§10). Default false.
+    /// entirely while Authenticate still validates tokens (§8). Default false.
     pub fn auth_write_only(mut self, write_only: bool) -> Self {
         self.auth_write_only = write_only;
         self
@@ -212,7 +212,7 @@ impl TestServerBuilder {
         self
     }
 
-    /// Largest accepted `payload_length`, inclusive; default 16 MiB (§3.3). Applies to
+    /// Largest accepted `payload_length`, inclusive; default 16 MiB (§2.4). Applies to
     /// every frame type.
     pub fn max_payload(mut self, max: u32) -> Self {
         self.max_payload = max;
@@ -221,15 +221,15 @@ impl TestServerBuilder {
 
     /// Answer as the leader of a one-node cluster instead of a standalone server
     /// where the texts differ: ingest to an unknown topic gets `FORWARD_FAILED: Unknown
-    /// topic (metadata convergence)` (§5.7), Fetch of an unknown topic `CatchingUp(0)`
-    /// (§8.3), CreateTopic of an existing name returns the existing topic (§7.4, §11),
-    /// and GetClusterStatus has no `mode` key (§7.10). Default false.
+    /// topic (metadata convergence)` (§4.7), Fetch of an unknown topic `CatchingUp(0)`
+    /// (§7.3), CreateTopic of an existing name returns the existing topic (§6.4, §9),
+    /// and GetClusterStatus has no `mode` key (§6.10). Default false.
     pub fn cluster_mode(mut self, cluster: bool) -> Self {
         self.cluster = cluster;
         self
     }
 
-    /// Enables the consumer fetch limiter (§6.2): one token bucket of
+    /// Enables the consumer fetch limiter (§5.2): one token bucket of
     /// `bytes_per_sec` shared by all connections, starting full; a Fetch consumes its
     /// `max_bytes`, and is answered `Rate limit exceeded` when the bucket is empty.
     pub fn fetch_rate_limit(mut self, bytes_per_sec: u64) -> Self {
@@ -237,7 +237,7 @@ impl TestServerBuilder {
         self
     }
 
-    /// Size of one `read()`, i.e. the largest chunk (§1.1); default 256 KiB, the
+    /// Size of one `read()`, i.e. the largest chunk (§1.2); default 256 KiB, the
     /// server's `INITIAL_BUFFER_SIZE`.
     pub fn read_buffer(mut self, bytes: usize) -> Self {
         self.read_buffer = bytes.max(1);
@@ -334,8 +334,8 @@ impl TestServer {
 
     /// Restarts: stops listening, cuts every connection (no replies for what they had
     /// in flight), keeps every stored byte — reloading from the data directory if there
-    /// is one — closes the active segments as a server start does (§8.1), forgets
-    /// subscriptions and committed offsets (§9), and listens again on the same address.
+    /// is one — closes the active segments as a server start does (§7.1), forgets
+    /// subscriptions and committed offsets (§6.13), and listens again on the same address.
     /// Faults stay armed; authentication is per connection, so it is gone too.
     pub fn restart(&self) -> io::Result<()> {
         self.inner.restart(Duration::ZERO)
@@ -396,15 +396,15 @@ impl TestServer {
     }
 
     /// Closes every active segment without a restart, making their data subject to
-    /// retention (the server does this on start and after 1 GiB, §8.1).
+    /// retention (the server does this on start and after 1 GiB, §7.1).
     pub fn roll_segments(&self) -> io::Result<()> {
         self.inner.state().close_active_segments()
     }
 
-    /// Runs one retention cycle now (the server runs one every 60 s, §8.8): for each
+    /// Runs one retention cycle now (the server runs one every 60 s, §7.8): for each
     /// topic with a policy, deletes closed segments older than `max_age_secs`, then the
     /// oldest closed segments while the topic is larger than `max_bytes`. Offsets of
-    /// the remaining bytes shrink by what was deleted before them (§8.2).
+    /// the remaining bytes shrink by what was deleted before them (§7.2).
     pub fn run_retention(&self) -> RetentionRun {
         self.inner.state().run_retention()
     }

@@ -1,5 +1,5 @@
 //! Accept loop, one thread per connection, and the read-chunk processing of
-//! wire-truth §1.1 with the dispatch of §4.3, §5 and §7.
+//! docs/protocol.md §1.2 with the dispatch of §3.3, §4 and §6.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -36,7 +36,7 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// Token auth is on only with at least one token (wire-truth §10: enabled without
+    /// Token auth is on only with at least one token (docs/protocol.md §8: enabled without
     /// tokens runs with auth disabled).
     fn auth_enabled(&self) -> bool {
         !self.tokens.is_empty()
@@ -86,7 +86,7 @@ impl Counters {
     }
 }
 
-/// The consumer fetch limiter of wire-truth §6.2: one token bucket for all
+/// The consumer fetch limiter of docs/protocol.md §5.2: one token bucket for all
 /// connections, starting full with one second of tokens, refilled per elapsed
 /// millisecond, capped at one second (`lance/src/consumer.rs` `ConsumerRateLimiter`).
 #[derive(Debug)]
@@ -250,7 +250,7 @@ impl Inner {
                 let _ = stream.shutdown(Shutdown::Both);
                 continue;
             }
-            // wire-truth §1: the server sets TCP_NODELAY on every accepted socket.
+            // docs/protocol.md §1.1: the server sets TCP_NODELAY on every accepted socket.
             let _ = stream.set_nodelay(true);
             let Ok(handle) = stream.try_clone() else {
                 continue;
@@ -342,13 +342,13 @@ impl Inner {
     }
 }
 
-/// An entry of the chunk's deferred-ACK list (wire-truth §1.1).
+/// An entry of the chunk's deferred-ACK list (docs/protocol.md §1.2).
 #[derive(Debug, Clone, Copy)]
 enum Pending {
     Ack(u64),
     /// [`super::Fault::FailQuorum`]: the error goes here, nothing after it.
     QuorumFail,
-    /// A local write failed: ACK the prefix, then close (§5.7).
+    /// A local write failed: ACK the prefix, then close (§4.7).
     WriteFailed,
 }
 
@@ -389,7 +389,7 @@ impl Conn {
         let enabled = inner.cfg.auth_enabled();
         Conn {
             checksum: inner.cfg.checksum,
-            // wire-truth §10: `authenticated` starts as `!enabled`; only ingest is gated,
+            // docs/protocol.md §8: `authenticated` starts as `!enabled`; only ingest is gated,
             // and only when `write_only` is off.
             authenticated: !enabled,
             auth_enforced: enabled && !inner.cfg.auth_write_only,
@@ -407,7 +407,7 @@ impl Conn {
         }
     }
 
-    /// The read loop of wire-truth §1.1: one `read()`, every complete frame of it, the
+    /// The read loop of docs/protocol.md §1.2: one `read()`, every complete frame of it, the
     /// chunk's ACKs, and only then the next `read()`.
     fn serve(mut self) {
         let cfg = &self.inner.cfg;
@@ -436,7 +436,7 @@ impl Conn {
                 while let Some(item) = frames.next_frame() {
                     let frame = match item {
                         Ok(frame) => frame,
-                        // §3.3 row 1: the server checks the length of the *first*
+                        // §2.4 row 1: the server checks the length of the *first*
                         // buffered frame right after a read. An oversize frame behind
                         // other frames is parsed as "incomplete", so the chunk's
                         // replies and ACKs go out and the close comes after the next
@@ -445,7 +445,7 @@ impl Conn {
                             end = ChunkEnd::OversizeLater;
                             break;
                         }
-                        // §3.3: bad magic / version / header CRC / payload CRC / oversize
+                        // §2.4: bad magic / version / header CRC / payload CRC / oversize
                         // ⇒ close, no error frame. Pending ACKs of the chunk are lost
                         // (the server's `process_frames` returns the error with `?`).
                         Err(_) => {
@@ -539,7 +539,7 @@ impl Conn {
         }
     }
 
-    /// Encodes and writes one reply at once (an "inline" response, §1.1).
+    /// Encodes and writes one reply at once (an "inline" response, §1.2).
     fn reply(&mut self, resp: &Response<'_>) -> io::Result<()> {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
@@ -563,7 +563,7 @@ impl Conn {
         self.send(&frame)
     }
 
-    /// wire-truth §4.2 classification (via [`FrameKind::of`]) and §4.3 dispatch.
+    /// docs/protocol.md §3.2 classification (via [`FrameKind::of`]) and §3.3 dispatch.
     fn dispatch(&mut self, frame: &Frame<'_>) -> io::Result<()> {
         bump(&self.inner.counters.frames, 1);
         self.frames_in_chunk += 1;
@@ -573,22 +573,22 @@ impl Conn {
                 self.control(code, frame.payload)
             }
             FrameKind::Keepalive => {
-                // §6.1: a fresh keepalive, written inline (payload ignored).
+                // §5.1: a fresh keepalive, written inline (payload ignored).
                 bump(&self.inner.counters.keepalives, 1);
                 let mut ka = keepalive_frame(self.checksum);
                 self.maybe_corrupt(&mut ka);
                 self.send(&ka)
             }
             FrameKind::Ingest => self.ingest(&frame.header, frame.payload),
-            // §4.3: client-sent Ack / Backpressure / Unknown are ignored.
+            // §3.3: client-sent Ack / Backpressure / Unknown are ignored.
             FrameKind::Ack | FrameKind::Backpressure | FrameKind::Unknown => Ok(()),
         }
     }
 
-    /// wire-truth §5.2.
+    /// docs/protocol.md §4.2.
     fn ingest(&mut self, h: &Header, payload: &[u8]) -> io::Result<()> {
         bump(&self.inner.counters.ingest_frames, 1);
-        // Step 1: the auth gate (§10).
+        // Step 1: the auth gate (§8).
         if self.auth_enforced && !self.authenticated {
             return self.error("Authentication required");
         }
@@ -617,7 +617,7 @@ impl Conn {
                 };
                 self.error(text)
             }
-            // §5.4: no ACK, no error.
+            // §4.4: no ACK, no error.
             IngestOutcome::Empty => Ok(()),
             IngestOutcome::Failed => {
                 self.pending.push(Pending::WriteFailed);
@@ -646,14 +646,14 @@ impl Conn {
         }
     }
 
-    /// The chunk's ACK phase (§1.1, §5.6): durability first, then every ACK of the
+    /// The chunk's ACK phase (§1.2, §4.6): durability first, then every ACK of the
     /// chunk in FIFO order in one write.
     fn finish_chunk(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             self.touched.clear();
             return Ok(());
         }
-        // §5.6: ACK only after the data is fsynced.
+        // §4.6: ACK only after the data is fsynced.
         for file in self.touched.drain(..) {
             file.sync_data()?;
         }
@@ -696,20 +696,20 @@ impl Conn {
         self.acks = acks;
         result?;
         match tail {
-            // §5.7: the error after the streamed prefix; the connection stays open.
+            // §4.7: the error after the streamed prefix; the connection stays open.
             Some(Pending::QuorumFail) => self.error(QUORUM_FAILURE_TEXT),
-            // §5.7: a local write failure closes the connection after the prefix.
+            // §4.7: a local write failure closes the connection after the prefix.
             Some(Pending::WriteFailed) => Err(io::Error::other("ingest write failed")),
             _ => Ok(()),
         }
     }
 
-    /// wire-truth §7: exactly one reply per control frame, written inline.
+    /// docs/protocol.md §6: exactly one reply per control frame, written inline.
     fn control(&mut self, code: ControlCode, p: &[u8]) -> io::Result<()> {
         let cluster = self.inner.cfg.cluster;
         match code {
             ControlCode::CREATE_TOPIC => {
-                // §7.4: no length prefix, lossy UTF-8, empty ⇒ "Topic name required".
+                // §6.4: no length prefix, lossy UTF-8, empty ⇒ "Topic name required".
                 let name = String::from_utf8_lossy(p);
                 if name.is_empty() {
                     return self.error("Topic name required");
@@ -718,7 +718,7 @@ impl Conn {
                 self.topic_reply(r.map(|(_, json)| json))
             }
             ControlCode::CREATE_TOPIC_WITH_RETENTION => {
-                // §7.5: u16 name length; lenient about trailing bytes.
+                // §6.5: u16 name length; lenient about trailing bytes.
                 if p.len() < 18 {
                     return self.error("Invalid create topic payload");
                 }
@@ -742,7 +742,7 @@ impl Conn {
                 self.reply(&Response::Topic(json.as_bytes()))
             }
             ControlCode::GET_TOPIC => {
-                // §7.7: shorter payload ⇒ topic 0 (never found).
+                // §6.7: shorter payload ⇒ topic 0 (never found).
                 let r = self.inner.state().get_json(lenient_topic(p));
                 self.topic_reply(r.ok_or_else(|| "Topic not found".to_owned()))
             }
@@ -765,7 +765,7 @@ impl Conn {
                 self.topic_reply(r)
             }
             ControlCode::GET_CLUSTER_STATUS => {
-                // §7.10: exact key order (alphabetical, compact).
+                // §6.10: exact key order (alphabetical, compact).
                 let json: &[u8] = if cluster {
                     br#"{"current_term":1,"healthy_nodes":1,"is_leader":true,"leader_id":0,"node_count":1,"node_id":0,"peer_states":{},"quorum_available":true}"#
                 } else {
@@ -803,7 +803,7 @@ impl Conn {
                     return self.error("Invalid unsubscribe payload");
                 };
                 self.inner.state().unsubscribe(topic_id, consumer_id);
-                // §9.2: an Ack frame whose batch id is the consumer id.
+                // §6.14: an Ack frame whose batch id is the consumer id.
                 self.reply(&Response::Unsubscribed { consumer_id })
             }
             ControlCode::COMMIT_OFFSET => {
@@ -821,7 +821,7 @@ impl Conn {
                     committed_offset: offset,
                 }))
             }
-            // §7.2: server-only codes and unknown low bytes.
+            // §6.2: server-only codes and unknown low bytes.
             _ => self.error("Invalid client command"),
         }
     }
@@ -833,7 +833,7 @@ impl Conn {
         }
     }
 
-    /// §7.11: never closes, never resets an earlier success.
+    /// §6.11: never closes, never resets an earlier success.
     fn authenticate(&mut self, p: &[u8]) -> io::Result<()> {
         let (success, message) = if p.is_empty() {
             (false, "No token provided")
@@ -856,7 +856,7 @@ impl Conn {
         })
     }
 
-    /// §8.3.
+    /// §7.3.
     fn fetch(&mut self, p: &[u8]) -> io::Result<()> {
         if p.is_empty() {
             return self.error("Fetch request payload required");
@@ -881,7 +881,7 @@ impl Conn {
         let r = match outcome {
             FetchOutcome::Data { next_offset } => self.reply(&Response::Fetch(FetchResponse {
                 next_offset,
-                // §8.4: a fake 0/1, not a count.
+                // §7.4: a fake 0/1, not a count.
                 record_count: u32::from(!data.is_empty()),
                 data: &data,
             })),
@@ -898,7 +898,7 @@ impl Conn {
     }
 }
 
-/// GetTopic / DeleteTopic: the first 4 bytes, or topic 0 when shorter (§7.7, §7.8).
+/// GetTopic / DeleteTopic: the first 4 bytes, or topic 0 when shorter (§6.7, §6.8).
 fn lenient_topic(p: &[u8]) -> u32 {
     match p.first_chunk::<4>() {
         Some(b) => u32::from_le_bytes(*b),

@@ -2,11 +2,11 @@
 //! `TopicRegistry`, segment writers and `SubscriptionManager`.
 //!
 //! A topic's data is a list of segments; offsets are byte positions in their
-//! concatenation (wire-truth §8.2). Ingest payloads are appended verbatim (§8.1). The
+//! concatenation (docs/protocol.md §7.2). Ingest payloads are appended verbatim (§7.1). The
 //! last segment is the active one; [`State::close_active_segments`] (called on restart,
-//! as the server closes the active segment during startup recovery, §8.1) closes it,
+//! as the server closes the active segment during startup recovery, §7.1) closes it,
 //! and [`State::run_retention`] deletes closed segments exactly as the server's
-//! retention cycle does (§8.8), shifting every later offset down.
+//! retention cycle does (§7.8), shifting every later offset down.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -30,7 +30,7 @@ pub(crate) enum StoreMode {
     Dir(PathBuf),
 }
 
-/// What a fetch produced (wire-truth §8.3).
+/// What a fetch produced (docs/protocol.md §7.3).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum FetchOutcome {
     /// A FetchResponse; the data is in the caller's buffer.
@@ -44,16 +44,16 @@ pub(crate) enum FetchOutcome {
     Error(String),
 }
 
-/// The result of one ingest against the registry (wire-truth §5.2 steps 3–5).
+/// The result of one ingest against the registry (docs/protocol.md §4.2 steps 3–5).
 #[derive(Debug)]
 pub(crate) enum IngestOutcome {
     /// Appended; the file to fsync before the ACK, when storage is on disk.
     Stored(Option<Arc<File>>),
-    /// `payload_length == 0`: nothing written, nothing answered (§5.4).
+    /// `payload_length == 0`: nothing written, nothing answered (§4.4).
     Empty,
     /// The topic does not exist.
     UnknownTopic,
-    /// The write failed: the server ACKs the prefix and closes (§5.7).
+    /// The write failed: the server ACKs the prefix and closes (§4.7).
     Failed,
 }
 
@@ -108,7 +108,7 @@ fn now_secs() -> u64 {
 }
 
 fn segment_name(index: u64, start_ns: u64, end_ns: Option<u64>) -> String {
-    // wire-truth §8.1: `{start_index}_{start_ts_ns}.lnc`, closed `…-{end_ts_ns}.lnc`.
+    // docs/protocol.md §7.1: `{start_index}_{start_ts_ns}.lnc`, closed `…-{end_ts_ns}.lnc`.
     match end_ns {
         None => format!("{index}_{start_ns}.lnc"),
         Some(end) => format!("{index}_{start_ns}-{end}.lnc"),
@@ -136,7 +136,7 @@ impl Log {
     }
 
     /// Loads a topic directory written by an earlier run. Active segments left by that
-    /// run are closed, as the server's startup recovery closes them (wire-truth §8.1).
+    /// run are closed, as the server's startup recovery closes them (docs/protocol.md §7.1).
     fn load(dir: PathBuf) -> io::Result<Log> {
         let mut found = Vec::new();
         for entry in fs::read_dir(&dir)? {
@@ -147,7 +147,7 @@ impl Log {
             };
             found.push((parsed, entry.path()));
         }
-        // §8.2: ordered by start index, then start timestamp, then closed-before-active.
+        // §7.2: ordered by start index, then start timestamp, then closed-before-active.
         found.sort_by_key(|&((index, start, end), _)| (index, start, end.is_none()));
         let mut log = Log::new(Some(dir), false);
         for ((index, start_ns, end_ns), mut path) in found {
@@ -218,7 +218,7 @@ impl Log {
             .ok_or_else(|| io::Error::other("no active segment"))
     }
 
-    /// Appends verbatim (wire-truth §8.1). Returns the file to fsync, if any.
+    /// Appends verbatim (docs/protocol.md §7.1). Returns the file to fsync, if any.
     fn append(&mut self, data: &[u8]) -> io::Result<Option<Arc<File>>> {
         let seg = self.active()?;
         let sync = match &mut seg.body {
@@ -237,7 +237,7 @@ impl Log {
     }
 
     /// Reads up to `max` bytes from `start` across segment boundaries, never stopping at
-    /// record boundaries (wire-truth §8.3 step 5).
+    /// record boundaries (docs/protocol.md §7.3 step 5).
     fn read(&self, start: u64, max: usize, out: &mut Vec<u8>) -> io::Result<()> {
         let mut pos = 0u64;
         let end = start.saturating_add(max as u64);
@@ -297,13 +297,13 @@ impl Log {
         Ok(())
     }
 
-    /// The server's `enforce_topic_retention` (wire-truth §8.8): closed segments older
+    /// The server's `enforce_topic_retention` (docs/protocol.md §7.8): closed segments older
     /// than `max_age_secs`, then oldest closed segments while the topic (active segment
     /// included) is larger than `max_bytes`. Active segments are never deleted.
     fn retention(&mut self, r: Retention, now: u64) -> RetentionRun {
         let mut doomed = vec![false; self.segments.len()];
         // The server computes `max_age_secs * 1_000_000_000` unchecked; a release build
-        // wraps, hence the advice to stay ≤ 18 446 744 073 s (§8.8). Mirror the wrap.
+        // wraps, hence the advice to stay ≤ 18 446 744 073 s (§7.8). Mirror the wrap.
         let max_age_ns = r.max_age_secs.wrapping_mul(1_000_000_000);
         for (i, seg) in self.segments.iter().enumerate() {
             if let Some(end) = seg.end_ns {
@@ -378,7 +378,7 @@ impl Topic {
     }
 
     /// `{"created_at":…,"id":…,"name":"…","topic_epoch":1}`, optionally with the
-    /// retention keys in their alphabetical places (wire-truth §7.3, §7.4, §7.5, §12).
+    /// retention keys in their alphabetical places (docs/protocol.md §6.3, §6.4, §6.5, §6.16).
     fn json(&self, retention: Option<Retention>) -> String {
         let mut s = String::with_capacity(96);
         let _ = write!(s, r#"{{"created_at":{},"id":{},"#, self.created_at, self.id);
@@ -435,9 +435,9 @@ fn json_string(out: &mut String, v: &str) {
     out.push('"');
 }
 
-/// The server's `validate_topic_name` texts (wire-truth §7.4, §13), prefixed as the
+/// The server's `validate_topic_name` texts (docs/protocol.md §6.4, §10), prefixed as the
 /// server's `LanceError::InvalidData` displays them. Names over 255 bytes pass the
-/// server's check and then fail creating their directory (§7.4), so they get the
+/// server's check and then fail creating their directory (§6.4), so they get the
 /// `I/O error` the server would send.
 fn check_name(name: &str) -> Result<(), String> {
     if validate_topic_name(name).is_ok() {
@@ -461,10 +461,10 @@ fn check_name(name: &str) -> Result<(), String> {
 pub(crate) struct State {
     mode: StoreMode,
     topics: BTreeMap<u32, Topic>,
-    /// Topic 0: accepts writes, can never be read (wire-truth §5.3).
+    /// Topic 0: accepts writes, can never be read (docs/protocol.md §4.3).
     topic0: Log,
     next_id: u32,
-    /// (topic, consumer) → current offset (wire-truth §9).
+    /// (topic, consumer) → current offset (docs/protocol.md §6.13).
     subscriptions: HashMap<(u32, u64), u64>,
     /// (topic, consumer) → committed offset.
     committed: HashMap<(u32, u64), u64>,
@@ -545,9 +545,9 @@ impl State {
         }
     }
 
-    /// CreateTopic / CreateTopicWithRetention (wire-truth §7.4, §7.5). `Ok` is the
+    /// CreateTopic / CreateTopicWithRetention (docs/protocol.md §6.4, §6.5). `Ok` is the
     /// TopicResponse JSON, `Err` the ErrorResponse text. `cluster`: a duplicate name is
-    /// idempotent instead of an error (§7.4, §11).
+    /// idempotent instead of an error (§6.4, §9).
     pub(crate) fn create_topic(
         &mut self,
         name: &str,
@@ -585,7 +585,7 @@ impl State {
         Ok((id, json))
     }
 
-    /// ListTopics JSON: struct field order id, name, created_at, topic_epoch (§7.6).
+    /// ListTopics JSON: struct field order id, name, created_at, topic_epoch (§6.6).
     /// The server's order is HashMap order (unspecified); this lists by id.
     pub(crate) fn list_json(&self) -> String {
         let mut s = String::from(r#"{"topics":["#);
@@ -601,12 +601,12 @@ impl State {
         s
     }
 
-    /// GetTopic JSON (no retention keys, §7.7).
+    /// GetTopic JSON (no retention keys, §6.7).
     pub(crate) fn get_json(&self, id: u32) -> Option<String> {
         self.topics.get(&id).map(|t| t.json(None))
     }
 
-    /// DeleteTopic: removes the topic and all its data (§7.8).
+    /// DeleteTopic: removes the topic and all its data (§6.8).
     pub(crate) fn delete_topic(&mut self, id: u32) -> Result<String, String> {
         let Some(t) = self.topics.remove(&id) else {
             return Err(format!("Configuration error: Topic {id} not found"));
@@ -621,7 +621,7 @@ impl State {
         Ok(format!(r#"{{"deleted":{id}}}"#))
     }
 
-    /// SetRetention (§7.9): both values stored as given, 0 included (§8.8).
+    /// SetRetention (§6.9): both values stored as given, 0 included (§7.8).
     pub(crate) fn set_retention(&mut self, id: u32, r: Retention) -> Result<String, String> {
         let Some(t) = self.topics.get_mut(&id) else {
             return Err(format!("Configuration error: Topic {id} not found"));
@@ -634,7 +634,7 @@ impl State {
         ))
     }
 
-    /// Ingest steps 3–5 of wire-truth §5.2.
+    /// Ingest steps 3–5 of docs/protocol.md §4.2.
     pub(crate) fn ingest(&mut self, topic_id: u32, payload: &[u8]) -> IngestOutcome {
         let log = if topic_id == 0 {
             &mut self.topic0
@@ -653,7 +653,7 @@ impl State {
         }
     }
 
-    /// Fetch steps 3–8 of wire-truth §8.3; data is appended to `out`.
+    /// Fetch steps 3–8 of docs/protocol.md §7.3; data is appended to `out`.
     pub(crate) fn fetch(
         &self,
         topic_id: u32,
@@ -687,7 +687,7 @@ impl State {
         }
     }
 
-    /// Subscribe (§9.1): `Err` is the error text, `Ok` the start offset to echo.
+    /// Subscribe (§6.13): `Err` is the error text, `Ok` the start offset to echo.
     pub(crate) fn subscribe(
         &mut self,
         topic: u32,
@@ -706,12 +706,12 @@ impl State {
         Ok(start)
     }
 
-    /// Unsubscribe (§9.2): always succeeds.
+    /// Unsubscribe (§6.14): always succeeds.
     pub(crate) fn unsubscribe(&mut self, topic: u32, consumer: u64) {
         self.subscriptions.remove(&(topic, consumer));
     }
 
-    /// CommitOffset (§9.3): no topic validation.
+    /// CommitOffset (§6.15): no topic validation.
     pub(crate) fn commit(&mut self, topic: u32, consumer: u64, offset: u64) {
         self.committed.insert((topic, consumer), offset);
         if let Some(cur) = self.subscriptions.get_mut(&(topic, consumer)) {
@@ -722,7 +722,7 @@ impl State {
     }
 
     /// What a server start does to a clean shutdown's leftovers: every active segment
-    /// closed (§8.1), subscriptions and commits forgotten (§9: memory only).
+    /// closed (§7.1), subscriptions and commits forgotten (§6.13: memory only).
     pub(crate) fn restart_in_memory(&mut self) -> io::Result<()> {
         self.close_active_segments()?;
         self.subscriptions.clear();
@@ -739,7 +739,7 @@ impl State {
         Ok(())
     }
 
-    /// One retention cycle over every topic with a policy (§8.8).
+    /// One retention cycle over every topic with a policy (§7.8).
     pub(crate) fn run_retention(&mut self) -> RetentionRun {
         let now = now_ns();
         let mut total = RetentionRun::default();

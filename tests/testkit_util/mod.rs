@@ -13,7 +13,7 @@ use lnc_uring::proto::{
     Response, HEADER_LEN, MAX_PAYLOAD_LEN,
 };
 
-/// Parses the hex dumps of wire-truth §17 (whitespace ignored).
+/// Parses the hex dumps of docs/protocol.md §12 (whitespace ignored).
 pub fn hex(s: &str) -> Vec<u8> {
     let digits: Vec<u8> = s.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
     assert!(digits.len().is_multiple_of(2), "odd hex length");

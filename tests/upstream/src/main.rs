@@ -1,6 +1,6 @@
 //! Cross-check: the lnc-uring testkit server driven by the upstream Rust client
 //! (`lnc-client` 0.2.8), an independent implementation of the protocol. Every result is
-//! compared with what the released server gives (shared/lwp/wire-truth.md).
+//! compared with what the released server gives (docs/protocol.md).
 //!
 //! Run: `cargo run --release --manifest-path tests/upstream/Cargo.toml`
 //! Prints one PASS/FAIL line per check and `N passed, M failed`; exits 1 on failure.
@@ -95,11 +95,11 @@ async fn main() -> ExitCode {
     };
     report.record("connect", Ok(()));
 
-    // §6.1: keepalive echoed, and it is the very next frame.
+    // §5.1: keepalive echoed, and it is the very next frame.
     let r = bounded("ping", client.ping()).await.map(|_| ());
     report.record("ping", r);
 
-    // §5.3 / §7.4: ids from 1, name echoed.
+    // §4.3 / §6.4: ids from 1, name echoed.
     let r = async {
         let a = bounded("create_topic", client.create_topic("upstream-a")).await?;
         ensure(
@@ -144,7 +144,7 @@ async fn main() -> ExitCode {
     .await;
     report.record("get_cluster_status", r);
 
-    // Ingest through the upstream Producer: raw bytes, concatenated verbatim (§5, §8.1).
+    // Ingest through the upstream Producer: raw bytes, concatenated verbatim (§4, §7.1).
     let mut tlv = Vec::new();
     encode_raw(&mut tlv, b"record").expect("tlv");
     let mut expected = b"hello".to_vec();
@@ -186,7 +186,7 @@ async fn main() -> ExitCode {
                 && f.record_count == 1,
             || format!("{f:?}"),
         )?;
-        // A cut in the middle of the TLV record (§8.3 step 5).
+        // A cut in the middle of the TLV record (§7.3 step 5).
         let f = bounded("fetch cut", client.fetch(1, 3, 9)).await?;
         ensure(
             f.data.as_ref() == &expected[3..12] && f.next_offset == 12,
