@@ -70,7 +70,10 @@ impl LanceClient {
     /// Connects with `cfg`.
     pub fn with_config(cfg: ConnectionConfig) -> Result<LanceClient, Error> {
         cfg.validate()?;
-        let driver = Driver::spawn(cfg.driver_config("lnc-admin"))?;
+        let mut dcfg = cfg.driver_config("lnc-admin");
+        // Control replies, and the odd raw fetch.
+        dcfg.recv_buffers = (16, 64 * 1024);
+        let driver = Driver::spawn(dcfg)?;
         Ok(LanceClient { driver, cfg })
     }
 

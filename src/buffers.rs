@@ -21,9 +21,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// A registered (io_uring fixed) buffer: its index, and the address and capacity of the
-/// allocation that was registered.
-pub(crate) type Registration = (u16, usize, usize);
+/// A registered (io_uring fixed) buffer: which ring, its index there, and the address
+/// and capacity of the allocation that was registered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Registration {
+    pub(crate) ring: u32,
+    pub(crate) index: u16,
+    pub(crate) addr: usize,
+    pub(crate) cap: usize,
+}
 
 /// A frame buffer: heap memory, perhaps from a pool, perhaps registered with io_uring
 /// (usable by SEND_ZC with `IORING_RECVSEND_FIXED_BUF`).
@@ -55,15 +61,12 @@ impl FrameBuf {
         }
     }
 
-    /// The registered buffer index, if `data` is still exactly the registered allocation.
-    /// A `Vec` that grew was reallocated (its capacity changed for good), and one that was
-    /// dropped took its registration with it, so this never names other memory.
-    pub(crate) fn fixed_index(&self) -> Option<u16> {
+    /// The registration, if `data` is still exactly the registered allocation. A `Vec`
+    /// that grew was reallocated (its capacity changed for good), and one that was dropped
+    /// took its registration with it, so this never names other memory.
+    pub(crate) fn registration(&self) -> Option<Registration> {
         self.reg
-            .filter(|&(_, addr, cap)| {
-                self.data.as_ptr() as usize == addr && self.data.capacity() == cap
-            })
-            .map(|(i, _, _)| i)
+            .filter(|r| self.data.as_ptr() as usize == r.addr && self.data.capacity() == r.cap)
     }
 
     /// Takes the contents, leaving an empty buffer that owns nothing.

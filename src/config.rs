@@ -58,6 +58,16 @@ pub struct ConnectionConfig {
     pub reconnect_backoff_max: Duration,
     /// SEND_ZC policy of the io_uring backend. Default [`ZeroCopy::Auto`].
     pub zero_copy: ZeroCopy,
+    /// Follow `NOT_LEADER: redirect to <addr>` replies by connecting there. Default on.
+    /// Redirects are followed at once up to three times in a row without useful traffic
+    /// (or to the address already in use), then with the reconnect back-off.
+    pub follow_redirects: bool,
+    /// Send [`ConnectionConfig::auth_token`] to a redirect target that is not one of
+    /// [`ConnectionConfig::addrs`]. Default off: such a redirect is not followed when a
+    /// token is configured (the token would go to a host you did not name).
+    pub auth_on_redirect: bool,
+    /// Test hook: io_uring features to treat as missing (comma-separated names).
+    pub(crate) masked_uring_features: String,
 }
 
 impl Default for ConnectionConfig {
@@ -77,6 +87,9 @@ impl Default for ConnectionConfig {
             reconnect_backoff: Duration::from_millis(100),
             reconnect_backoff_max: Duration::from_secs(10),
             zero_copy: ZeroCopy::Auto,
+            follow_redirects: true,
+            auth_on_redirect: false,
+            masked_uring_features: String::new(),
         }
     }
 }
@@ -149,6 +162,25 @@ impl ConnectionConfig {
         self.zero_copy = z;
         self
     }
+    /// Sets [`ConnectionConfig::follow_redirects`].
+    pub fn with_follow_redirects(mut self, on: bool) -> Self {
+        self.follow_redirects = on;
+        self
+    }
+    /// Sets [`ConnectionConfig::auth_on_redirect`].
+    pub fn with_auth_on_redirect(mut self, on: bool) -> Self {
+        self.auth_on_redirect = on;
+        self
+    }
+    /// Test hook: the io_uring backend behaves as if the kernel lacked these features
+    /// (comma-separated: `defer-taskrun`, `fixed-files`, `buffer-ring`, `multishot-recv`,
+    /// `send-zc`, `zc-report-usage`, `sparse-buffers`, `cancel-fd`, `ext-arg`), so every
+    /// fallback can be exercised on a kernel that has them all.
+    #[doc(hidden)]
+    pub fn with_masked_uring_features(mut self, names: &str) -> Self {
+        self.masked_uring_features = names.to_owned();
+        self
+    }
     /// Sets the reconnect back-off range.
     pub fn with_reconnect_backoff(mut self, first: Duration, max: Duration) -> Self {
         self.reconnect_backoff = first;
@@ -180,7 +212,20 @@ impl ConnectionConfig {
         ] {
             check_duration(name, d)?;
         }
+        self.uring_mask()?;
         Ok(())
+    }
+
+    fn uring_mask(&self) -> Result<u32, Error> {
+        #[cfg(target_os = "linux")]
+        {
+            crate::driver::uring::probe::Features::parse_mask(&self.masked_uring_features)
+                .map_err(Error::Config)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Ok(0)
+        }
     }
 
     pub(crate) fn driver_config(&self, name: &str) -> DriverConfig {
@@ -201,6 +246,9 @@ impl ConnectionConfig {
             busy_poll: self.busy_poll,
             thread_name: name.to_owned(),
             zero_copy: self.zero_copy,
+            follow_redirects: self.follow_redirects,
+            auth_on_redirect: self.auth_on_redirect,
+            masked_features: self.uring_mask().unwrap_or(0),
             ..DriverConfig::default()
         }
     }

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::buffers::FrameBuf;
+use crate::buffers::{FrameBuf, Registration};
 use crate::delivery::DeliverySlot;
 use crate::proto::{
     keepalive_frame, offset, Checksum, ControlCode, Frame, FrameDecoder, FrameKind, Request,
@@ -264,6 +264,28 @@ pub(crate) type Pong = (crossbeam_channel::Sender<Result<Reply, Error>>, Instant
 pub(crate) enum TxKey {
     Batch(u64),
     Other(u64),
+}
+
+/// A frame to write, from [`Session::poll_transmit`].
+#[derive(Debug)]
+pub(crate) struct Tx<'a> {
+    pub(crate) key: TxKey,
+    pub(crate) bytes: &'a [u8],
+    /// The frame buffer's registration for fixed sends, if any.
+    pub(crate) reg: Option<Registration>,
+    /// Capacity of the frame's allocation (which starts at `bytes`).
+    pub(crate) capacity: usize,
+}
+
+impl<'a> Tx<'a> {
+    fn plain(key: TxKey, bytes: &'a Vec<u8>) -> Tx<'a> {
+        Tx {
+            key,
+            bytes,
+            reg: None,
+            capacity: bytes.capacity(),
+        }
+    }
 }
 
 /// Counters the driver exports.
@@ -569,7 +591,7 @@ impl Session {
     /// The next frame to write, or `None`. The returned bytes stay valid, unmoved and
     /// unmodified until [`Session::tx_complete`] is called with the key (or the
     /// connection is closed and every operation on it has completed).
-    pub(crate) fn poll_transmit(&mut self, now: Instant) -> Option<(TxKey, &[u8], Option<u16>)> {
+    pub(crate) fn poll_transmit(&mut self, now: Instant) -> Option<Tx<'_>> {
         if !self.is_connected() {
             return None;
         }
@@ -577,7 +599,7 @@ impl Session {
             self.small_tx.push((seq, buf));
             self.last_tx = now;
             let (seq, buf) = self.small_tx.last().expect("just pushed");
-            return Some((TxKey::Other(*seq), buf.as_slice(), None));
+            return Some(Tx::plain(TxKey::Other(*seq), buf));
         }
         if self.phase != Phase::Ready {
             return None;
@@ -598,7 +620,7 @@ impl Session {
                     });
                     self.last_tx = now;
                     let p = self.calls_pending.back().expect("just pushed");
-                    return Some((TxKey::Other(seq | CALL_BIT), p.call.frame.as_slice(), None));
+                    return Some(Tx::plain(TxKey::Other(seq | CALL_BIT), &p.call.frame));
                 }
             }
         }
@@ -646,11 +668,22 @@ impl Session {
         });
         self.last_tx = now;
         let f = self.inflight.back().expect("just pushed");
-        Some((
-            TxKey::Batch(id),
-            f.batch.frame.data.as_slice(),
-            f.batch.frame.fixed_index(),
-        ))
+        Some(Tx {
+            key: TxKey::Batch(id),
+            bytes: f.batch.frame.data.as_slice(),
+            reg: f.batch.frame.registration(),
+            capacity: f.batch.frame.data.capacity(),
+        })
+    }
+
+    /// The buffer of batch frame `key` was registered for fixed sends (it keeps the
+    /// registration when it goes back to its pool).
+    pub(crate) fn set_registration(&mut self, key: TxKey, reg: Registration) {
+        if let TxKey::Batch(id) = key {
+            if let Some(f) = self.inflight.iter_mut().find(|f| f.batch_id == id) {
+                f.batch.frame.reg = Some(reg);
+            }
+        }
     }
 
     /// The driver finished writing the frame with `key`.
@@ -1256,8 +1289,8 @@ mod tests {
     /// Transmits everything pending; returns (key, bytes) and completes the writes.
     fn flush(s: &mut Session, now: Instant) -> Vec<(TxKey, Vec<u8>)> {
         let mut out = Vec::new();
-        while let Some((k, b, _)) = s.poll_transmit(now) {
-            out.push((k, b.to_vec()));
+        while let Some(tx) = s.poll_transmit(now) {
+            out.push((tx.key, tx.bytes.to_vec()));
         }
         for (k, _) in &out {
             s.tx_complete(*k, now);

@@ -340,17 +340,7 @@ impl<I: Io> Loop<I> {
                     self.connect(now);
                     worked = true;
                 }
-                Link::Up => {
-                    while self.io.can_queue() {
-                        match self.st.session.poll_transmit(now) {
-                            Some((key, bytes, fixed)) => {
-                                self.io.queue(key, bytes, fixed);
-                                worked = true;
-                            }
-                            None => break,
-                        }
-                    }
-                }
+                Link::Up => worked |= self.transmit(now),
                 _ => {}
             }
             self.handle_fatal(now);
@@ -406,6 +396,32 @@ impl<I: Io> Loop<I> {
             self.st.session.handle_timeout(now);
             self.export_stats(now, false);
         }
+    }
+
+    /// Hands the session's frames to the backend while it takes them; `true` if any.
+    fn transmit(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while self.io.can_queue() {
+            let Some(tx) = self.st.session.poll_transmit(now) else {
+                break;
+            };
+            let (key, ptr, len, capacity) =
+                (tx.key, tx.bytes.as_ptr(), tx.bytes.len(), tx.capacity);
+            let mut reg = tx.reg;
+            if reg.is_none() && self.io.wants_registration(len) {
+                // First time this buffer carries a large frame: register it once; it
+                // keeps the registration for every later batch.
+                if let Some(r) = self.io.register(ptr, capacity) {
+                    self.st.session.set_registration(key, r);
+                    reg = Some(r);
+                }
+            }
+            // The session keeps these bytes valid and unmoved until `Events::sent` or
+            // `Events::closed` (the contract of `poll_transmit`).
+            self.io.queue(key, ptr, len, reg);
+            any = true;
+        }
+        any
     }
 
     /// Takes every queued command. `Ok(true)` if there was any.

@@ -4,6 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::buffers::Registration;
 use crate::session::TxKey;
 
 /// What a backend reports to the loop.
@@ -36,10 +37,19 @@ pub(crate) trait Io {
     fn link(&self) -> Link;
     /// Whether another frame may be queued for sending now.
     fn can_queue(&self) -> bool;
-    /// Queues a frame. `bytes` must stay valid and unchanged until `Events::sent` reports
-    /// its key or `Events::closed` is reported. `fixed` names the registered buffer that
-    /// holds `bytes`, if any.
-    fn queue(&mut self, key: TxKey, bytes: &[u8], fixed: Option<u16>);
+    /// Queues a frame of `len` bytes at `ptr`, which the session keeps valid and
+    /// unchanged until `Events::sent` reports `key` or `Events::closed` is reported.
+    /// `reg` is the frame buffer's registration, if it has one.
+    fn queue(&mut self, key: TxKey, ptr: *const u8, len: usize, reg: Option<Registration>);
+    /// Whether a frame of `len` bytes would be sent from a registered buffer if its
+    /// buffer were registered now.
+    fn wants_registration(&self, _len: usize) -> bool {
+        false
+    }
+    /// Registers the allocation `ptr..ptr+capacity` (a frame buffer) for fixed sends.
+    fn register(&mut self, _ptr: *const u8, _capacity: usize) -> Option<Registration> {
+        None
+    }
     /// Starts closing (or abandons a connect in progress); `Events::closed` (or
     /// `Events::connect_failed`) follows once every operation has completed.
     fn close(&mut self);

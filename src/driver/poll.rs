@@ -14,6 +14,7 @@ use super::io::{Events, Io, Link};
 use super::socket::{new_socket, sockaddr};
 use super::waker::Waker;
 use super::Counters;
+use crate::buffers::Registration;
 use crate::session::TxKey;
 
 /// Most frames gathered into one `writev`.
@@ -242,11 +243,11 @@ impl Io for PollIo {
         self.link == Link::Up && self.pending.len() < 1024
     }
 
-    fn queue(&mut self, key: TxKey, bytes: &[u8], _fixed: Option<u16>) {
+    fn queue(&mut self, key: TxKey, ptr: *const u8, len: usize, _reg: Option<Registration>) {
         self.pending.push_back(Pending {
             key,
-            ptr: bytes.as_ptr(),
-            len: bytes.len(),
+            ptr,
+            len,
             done: 0,
         });
     }

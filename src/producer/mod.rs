@@ -181,6 +181,8 @@ impl Producer {
         let mut dcfg: DriverConfig = cfg.connection.driver_config("lnc-producer");
         dcfg.session.max_inflight = cfg.max_pending_acks;
         dcfg.session.max_attempts = cfg.max_retries.saturating_add(1);
+        // A producer receives ACKs (44 bytes each) and the odd control reply.
+        dcfg.recv_buffers = (16, 16 * 1024);
         dcfg.accumulator = Some(shared.clone());
         let driver = Driver::spawn(dcfg)?;
         Ok(Producer {
