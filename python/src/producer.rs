@@ -406,6 +406,24 @@ impl ProducerCore {
         }
     }
 
+    /// Gives up waiting for a batch (its task was cancelled): records already queued are
+    /// still delivered, and failures among them are reported by `flush` / `close`.
+    fn batch_detach(&self, batch: &BatchSend) {
+        let tickets = std::mem::take(&mut *batch.tickets.lock().unwrap_or_else(|e| e.into_inner()));
+        if tickets.is_empty() {
+            return;
+        }
+        let rid = self.shared.next_id();
+        for t in tickets {
+            let shared = self.shared.clone();
+            t.on_complete(move |r| {
+                if let Err(e) = r {
+                    shared.record_failure(rid, e);
+                }
+            });
+        }
+    }
+
     /// Blocks (GIL released) until the buffer may have room again.
     fn room_wait(&self, py: Python<'_>) -> PyResult<()> {
         self.wait_room(py)
