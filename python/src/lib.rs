@@ -29,6 +29,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<completion::Completer>()?;
     m.add_class::<records::TlvRecord>()?;
     m.add_class::<records::PollResult>()?;
+    m.add_class::<records::RecordList>()?;
     m.add_function(wrap_pyfunction!(records::encode_records, m)?)?;
     m.add_function(wrap_pyfunction!(records::decode_records, m)?)?;
     m.add_function(wrap_pyfunction!(protocol::encode_header, m)?)?;

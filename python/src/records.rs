@@ -4,6 +4,7 @@
 use lnc_uring::proto::{self, Record, RecordIter, RecordType, TLV_HEADER_LEN};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
 use crate::buffer::with_bytes;
@@ -198,6 +199,59 @@ pub(crate) fn decode_records<'py>(
     Ok(list)
 }
 
+/// The records of one poll, created as Python objects only when first used: `len()`
+/// costs nothing, and the first iteration or index builds every `TlvRecord` in one go
+/// (one `bytes` per value). Behaves as a read-only list.
+#[pyclass(module = "lnc_uring", name = "RecordList", frozen, sequence)]
+pub(crate) struct RecordList {
+    /// The poll's bytes, and the expanded values of compressed batches (if any).
+    data: Py<PyBytes>,
+    aux: Option<Py<PyBytes>>,
+    /// (in aux, record type, start, length) of each record.
+    index: Vec<(bool, u8, usize, usize)>,
+    list: PyOnceLock<Py<PyList>>,
+}
+
+impl RecordList {
+    fn list<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, PyList>> {
+        self.list
+            .get_or_try_init(py, || {
+                let data = self.data.bind(py).as_bytes();
+                let aux = self.aux.as_ref().map(|a| a.bind(py).as_bytes()).unwrap_or(&[]);
+                let list = PyList::empty(py);
+                for &(in_aux, ty, start, len) in &self.index {
+                    let buf = if in_aux { aux } else { data };
+                    list.append(TlvRecord::new_bytes(py, ty, &buf[start..start + len]))?;
+                }
+                Ok::<_, PyErr>(list.unbind())
+            })
+            .map(|l| l.bind(py))
+    }
+}
+
+#[pymethods]
+impl RecordList {
+    fn __len__(&self) -> usize {
+        self.index.len()
+    }
+
+    fn __getitem__<'py>(&self, py: Python<'py>, idx: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.list(py)?.as_any().get_item(idx)
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.list(py)?.as_any().try_iter()?.into_any())
+    }
+
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.list(py)?.as_any().eq(other)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.list(py)?.repr()?.to_string())
+    }
+}
+
 /// What one poll read: whole records, and where they sit in the topic's log.
 ///
 /// Same fields as the seed client's `PollResult`. Unlike the seed, `lag` is real (the
@@ -208,9 +262,9 @@ pub(crate) struct PollResult {
     /// The raw bytes of the records (TLV-encoded), one `bytes` for the whole poll.
     #[pyo3(get)]
     data: Py<PyBytes>,
-    /// The records, in order (compressed batches expanded).
+    /// The records, in order (compressed batches expanded): a read-only list.
     #[pyo3(get)]
-    records: Py<PyList>,
+    records: Py<RecordList>,
     /// Log offset of the first record.
     #[pyo3(get)]
     start_offset: u64,
@@ -226,29 +280,51 @@ pub(crate) struct PollResult {
 }
 
 impl PollResult {
-    /// Converts the crate's poll result (one copy of the bytes, one `bytes` per value).
+    /// Converts the crate's poll result: one copy of its bytes; record objects are made
+    /// when first used.
     pub(crate) fn from_native(
         py: Python<'_>,
         mut r: lnc_uring::PollResult,
     ) -> PyResult<PollResult> {
         let data = PyBytes::new(py, r.bytes()).unbind();
         let (start, end, lag) = (r.start_offset(), r.end_offset(), r.lag());
-        let list = PyList::empty(py);
+        let base = r.bytes().as_ptr() as usize;
+        let size = r.bytes().len();
+        let mut index = Vec::new();
+        let mut aux = Vec::new();
         for rec in r.records() {
             let rec = rec.map_err(|e| crate::errors::to_py(py, lnc_uring::Error::InvalidRecord(e)))?;
-            list.append(TlvRecord::new_bytes(py, rec.record_type.0, rec.value))?;
+            let at = rec.value.as_ptr() as usize;
+            let len = rec.value.len();
+            if at >= base && at + len <= base + size {
+                index.push((false, rec.record_type.0, at - base, len));
+            } else {
+                // A value expanded from a compressed batch lives in a scratch buffer.
+                index.push((true, rec.record_type.0, aux.len(), len));
+                aux.extend_from_slice(rec.value);
+            }
         }
+        let aux = (!aux.is_empty()).then(|| PyBytes::new(py, &aux).unbind());
+        let count = index.len();
+        let records = Py::new(
+            py,
+            RecordList {
+                data: data.clone_ref(py),
+                aux,
+                index,
+                list: PyOnceLock::new(),
+            },
+        )?;
         Ok(PollResult {
-            record_count: list.len(),
+            record_count: count,
             data,
-            records: list.unbind(),
+            records,
             start_offset: start,
             end_offset: end,
             high_water_mark: end + lag,
         })
     }
 }
-
 #[pymethods]
 impl PollResult {
     /// Bytes between this result's end and the end of the log as last seen.
