@@ -14,7 +14,7 @@
 //!   loop never blocks.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 use lnc_uring::proto::RecordType;
@@ -42,6 +42,11 @@ struct Shared {
     failures: Mutex<Failures>,
     /// The newest record's ticket: waiting for it frees buffer memory.
     last: Mutex<Option<DeliveryTicket>>,
+    /// Outcome callbacks registered and not yet finished: the crate releases a record
+    /// from its flush count just before running its callbacks, so `flush` waits for
+    /// these too, or it could return before a failure is recorded.
+    callbacks: AtomicU64,
+    idle: (Mutex<()>, Condvar),
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +56,30 @@ struct Failures {
 }
 
 impl Shared {
+    fn callback_begins(&self) {
+        self.callbacks.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn callback_ends(&self) {
+        if self.callbacks.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _g = self.idle.0.lock().unwrap_or_else(|e| e.into_inner());
+            self.idle.1.notify_all();
+        }
+    }
+
+    /// Waits (bounded) until every registered callback has finished.
+    fn wait_callbacks(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut g = self.idle.0.lock().unwrap_or_else(|e| e.into_inner());
+        while self.callbacks.load(Ordering::Acquire) > 0 {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            g = self.idle.1.wait_timeout(g, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -131,6 +160,7 @@ impl Group {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.finish();
         }
+        self.shared.callback_ends();
     }
 
     fn finish(&self) {
@@ -289,10 +319,12 @@ impl ProducerCore {
         };
         let rid = self.shared.next_id();
         let shared = self.shared.clone();
+        shared.callback_begins();
         t.on_complete(move |r| {
             if let Err(e) = r {
                 shared.record_failure(rid, e);
             }
+            shared.callback_ends();
         });
         Ok(Some(rid))
     }
@@ -313,6 +345,7 @@ impl ProducerCore {
         self.seal();
         let rid = self.shared.next_id();
         let g = self.group(1, rid, completer, fut);
+        self.shared.callback_begins();
         t.on_complete(move |r| g.complete_one(r));
         Ok(Some(rid))
     }
@@ -381,6 +414,7 @@ impl ProducerCore {
         }
         for t in tickets {
             let g = g.clone();
+            self.shared.callback_begins();
             t.on_complete(move |r| g.complete_one(r));
         }
         rid
@@ -416,10 +450,12 @@ impl ProducerCore {
         let rid = self.shared.next_id();
         for t in tickets {
             let shared = self.shared.clone();
+            shared.callback_begins();
             t.on_complete(move |r| {
                 if let Err(e) = r {
                     shared.record_failure(rid, e);
                 }
+                shared.callback_ends();
             });
         }
     }
@@ -460,8 +496,13 @@ impl ProducerCore {
     fn flush(&self, py: Python<'_>, timeout_s: f64) -> PyResult<()> {
         let timeout = crate::admin::secs(timeout_s)?;
         let inner = self.inner.clone();
-        py.detach(move || closed_if_none(&inner.read().unwrap_or_else(|e| e.into_inner()))?.flush(timeout))
-            .map_err(|e| to_py(py, e))?;
+        let shared = self.shared.clone();
+        py.detach(move || {
+            closed_if_none(&inner.read().unwrap_or_else(|e| e.into_inner()))?.flush(timeout)?;
+            shared.wait_callbacks(timeout);
+            Ok::<_, Error>(())
+        })
+        .map_err(|e| to_py(py, e))?;
         self.failures_result(py)
     }
 
@@ -472,6 +513,7 @@ impl ProducerCore {
         let shared = self.shared.clone();
         self.worker.run(completer, fut, move || {
             closed_if_none(&inner.read().unwrap_or_else(|e| e.into_inner()))?.flush(timeout)?;
+            shared.wait_callbacks(timeout);
             Ok(Box::new(Build(move |py: Python<'_>| {
                 let f = shared.take_failures();
                 if f.kept.is_empty() && f.dropped == 0 {
@@ -488,9 +530,12 @@ impl ProducerCore {
     fn close(&self, py: Python<'_>, timeout_s: f64) -> PyResult<()> {
         let timeout = crate::admin::secs(timeout_s)?;
         let inner = self.inner.clone();
+        let shared = self.shared.clone();
         let closed = py.detach(move || {
             let p = inner.write().unwrap_or_else(|e| e.into_inner()).take();
-            p.map(|p| p.close(timeout)).unwrap_or(Ok(()))
+            let r = p.map(|p| p.close(timeout)).unwrap_or(Ok(()));
+            shared.wait_callbacks(Duration::from_secs(1));
+            r
         });
         let failures = self.failures_result(py);
         closed.map_err(|e| to_py(py, e))?;
@@ -505,6 +550,7 @@ impl ProducerCore {
         self.worker.run(completer, fut, move || {
             let p = inner.write().unwrap_or_else(|e| e.into_inner()).take();
             let closed = p.map(|p| p.close(timeout)).unwrap_or(Ok(()));
+            shared.wait_callbacks(Duration::from_secs(1));
             Ok(Box::new(Build(move |py: Python<'_>| {
                 let f = shared.take_failures();
                 if !f.kept.is_empty() || f.dropped > 0 {
