@@ -20,7 +20,8 @@ use crate::worker::Worker;
 
 /// Seconds from Python as a `Duration` (finite, not negative).
 pub(crate) fn secs(s: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(s).map_err(|_| PyValueError::new_err(format!("invalid duration: {s} s")))
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| PyValueError::new_err(format!("invalid duration: {s} s")))
 }
 
 /// One admin request.
@@ -56,7 +57,14 @@ enum Value {
 type TopicTuple = (u32, String, u64, u64, Option<u64>, Option<u64>);
 
 fn topic_tuple(t: TopicInfo) -> TopicTuple {
-    (t.id, t.name, t.created_at, t.topic_epoch, t.max_age_secs, t.max_bytes)
+    (
+        t.id,
+        t.name,
+        t.created_at,
+        t.topic_epoch,
+        t.max_age_secs,
+        t.max_bytes,
+    )
 }
 
 impl Value {
@@ -70,9 +78,9 @@ impl Value {
                 .into_pyobject(py)?
                 .into_any()
                 .unbind(),
-            Value::Retention(id, age, bytes) => {
-                PyTuple::new(py, [id as u64, age, bytes])?.into_any().unbind()
-            }
+            Value::Retention(id, age, bytes) => PyTuple::new(py, [id as u64, age, bytes])?
+                .into_any()
+                .unbind(),
             Value::Id(id) => id.into_pyobject(py)?.into_any().unbind(),
             Value::Seconds(s) => s.into_pyobject(py)?.into_any().unbind(),
             Value::Offset(o) => o.into_pyobject(py)?.into_any().unbind(),
@@ -152,7 +160,9 @@ pub(crate) struct AdminCore {
 impl AdminCore {
     fn blocking(&self, py: Python<'_>, op: Op) -> PyResult<Py<PyAny>> {
         let state = self.state.clone();
-        let v = py.detach(move || state.call(op)).map_err(|e| to_py(py, e))?;
+        let v = py
+            .detach(move || state.call(op))
+            .map_err(|e| to_py(py, e))?;
         v.into_py(py)
     }
 
@@ -197,7 +207,11 @@ impl AdminCore {
                 args.get_item(1)?.extract()?,
                 args.get_item(2)?.extract()?,
             ),
-            other => return Err(PyValueError::new_err(format!("unknown admin call {other:?}"))),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown admin call {other:?}"
+                )))
+            }
         })
     }
 }
@@ -250,7 +264,12 @@ impl AdminCore {
 
     /// Stops the driver thread once calls in progress are done. Idempotent.
     fn close(&self) {
-        let c = self.state.client.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let c = self
+            .state
+            .client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         self.state.raw.close();
         drop(c);
     }

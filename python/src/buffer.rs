@@ -29,4 +29,3 @@ pub(crate) fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) 
     let copy = copy.cast::<PyBytes>()?;
     Ok(f(copy.as_bytes()))
 }
-

@@ -130,7 +130,8 @@ impl Completer {
         }
         // Clear before taking the queue: a push after the take then writes a new byte.
         self.inbox.signalled.store(false, Ordering::SeqCst);
-        let batch = std::mem::take(&mut *self.inbox.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        let batch =
+            std::mem::take(&mut *self.inbox.queue.lock().unwrap_or_else(|e| e.into_inner()));
         let n = batch.len();
         let mut first_err = None;
         for DoneBox(done) in batch {

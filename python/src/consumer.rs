@@ -36,21 +36,35 @@ struct State {
 
 impl State {
     /// Runs `f` on the consumer after applying a pending seek.
-    fn with<T>(&self, f: impl FnOnce(&mut StandaloneConsumer, &State) -> Result<T, Error>) -> Result<T, Error> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut StandaloneConsumer, &State) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut g = self.consumer.lock().unwrap_or_else(|e| e.into_inner());
         let c = g.as_mut().ok_or(Error::Closed)?;
-        if let Some(p) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(p) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             c.seek(p)?;
         }
         let r = f(c, self);
-        self.position.store(self.effective_position(c), Ordering::Release);
+        self.position
+            .store(self.effective_position(c), Ordering::Release);
         *self.committed.lock().unwrap_or_else(|e| e.into_inner()) = c.committed_offset();
         r
     }
 
     /// The next record the application has not seen: the stash's start if there is one.
     fn effective_position(&self, c: &StandaloneConsumer) -> u64 {
-        match self.stash.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        match self
+            .stash
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             Some(r) => r.start_offset(),
             None => c.current_offset(),
         }
@@ -118,7 +132,9 @@ impl Deliver for PollDelivery {
         if let Some(r) = self.result {
             let mut stash = self.state.stash.lock().unwrap_or_else(|e| e.into_inner());
             if stash.is_none() {
-                self.state.position.store(r.start_offset(), Ordering::Release);
+                self.state
+                    .position
+                    .store(r.start_offset(), Ordering::Release);
                 *stash = Some(r);
             }
         }
@@ -205,7 +221,10 @@ impl ConsumerCore {
     fn poll(&self, py: Python<'_>, timeout_s: Option<f64>) -> PyResult<Option<PollResult>> {
         let timeout = timeout_s.map(secs).transpose()?;
         let state = self.state.clone();
-        match py.detach(move || state.poll(timeout)).map_err(|e| to_py(py, e))? {
+        match py
+            .detach(move || state.poll(timeout))
+            .map_err(|e| to_py(py, e))?
+        {
             Some(r) => Ok(Some(PollResult::from_native(py, r)?)),
             None => Ok(None),
         }
@@ -213,7 +232,12 @@ impl ConsumerCore {
 
     /// `poll` on the worker thread; resolves `fut` with the result or `None`.
     #[pyo3(signature = (completer, fut, timeout_s=None))]
-    fn poll_future(&self, completer: &Completer, fut: Py<PyAny>, timeout_s: Option<f64>) -> PyResult<()> {
+    fn poll_future(
+        &self,
+        completer: &Completer,
+        fut: Py<PyAny>,
+        timeout_s: Option<f64>,
+    ) -> PyResult<()> {
         let timeout = timeout_s.map(secs).transpose()?;
         let state = self.state.clone();
         self.worker.run(completer, fut, move || {
@@ -249,15 +273,17 @@ impl ConsumerCore {
         let state = self.state.clone();
         self.worker.run(completer, fut, move || {
             let at = state.commit()?;
-            Ok(Box::new(Build(move |py: Python<'_>| Ok(at.into_pyobject(py)?.into_any().unbind())))
-                as Box<dyn Deliver>)
+            Ok(Box::new(Build(move |py: Python<'_>| {
+                Ok(at.into_pyobject(py)?.into_any().unbind())
+            })) as Box<dyn Deliver>)
         })
     }
 
     /// The end of the topic's log now (GIL released).
     fn end_offset(&self, py: Python<'_>) -> PyResult<u64> {
         let state = self.state.clone();
-        py.detach(move || state.with(|c, _| c.end_offset())).map_err(|e| to_py(py, e))
+        py.detach(move || state.with(|c, _| c.end_offset()))
+            .map_err(|e| to_py(py, e))
     }
 
     /// Closes (GIL released): commits when auto-commit is on, then stops. Idempotent.
@@ -284,7 +310,11 @@ impl ConsumerCore {
     /// The last committed offset, if any.
     #[getter]
     fn committed_offset(&self) -> Option<u64> {
-        *self.state.committed.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .state
+            .committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The topic id.

@@ -86,8 +86,9 @@ impl RawControl {
             let n = match stream.read(&mut buf) {
                 Ok(0) => return Err(Error::ConnectionClosed),
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
                 {
                     return Err(Error::Timeout(format!("{:?} request", req.code())))
                 }
@@ -101,7 +102,9 @@ impl RawControl {
                 }
                 let reply = Response::parse(&frame)?;
                 let result = match reply {
-                    Response::Error(text) => Err(Error::from(ServerError::classify(text.into_owned()))),
+                    Response::Error(text) => {
+                        Err(Error::from(ServerError::classify(text.into_owned())))
+                    }
                     other => read(other),
                 };
                 drop(frames);
@@ -127,7 +130,9 @@ impl RawControl {
         });
         self.request(&req, |r| match r {
             Response::SubscribeAck(a) => Ok((a.consumer_id, a.start_offset)),
-            other => Err(Error::Protocol(format!("unexpected reply to Subscribe: {other:?}"))),
+            other => Err(Error::Protocol(format!(
+                "unexpected reply to Subscribe: {other:?}"
+            ))),
         })
     }
 
@@ -139,7 +144,9 @@ impl RawControl {
         };
         self.request(&req, |r| match r {
             Response::Unsubscribed { .. } => Ok(()),
-            other => Err(Error::Protocol(format!("unexpected reply to Unsubscribe: {other:?}"))),
+            other => Err(Error::Protocol(format!(
+                "unexpected reply to Unsubscribe: {other:?}"
+            ))),
         })
     }
 
@@ -157,7 +164,9 @@ impl RawControl {
         };
         self.request(&req, |r| match r {
             Response::CommitAck(a) => Ok((a.consumer_id, a.committed_offset)),
-            other => Err(Error::Protocol(format!("unexpected reply to CommitOffset: {other:?}"))),
+            other => Err(Error::Protocol(format!(
+                "unexpected reply to CommitOffset: {other:?}"
+            ))),
         })
     }
 }

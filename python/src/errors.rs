@@ -80,7 +80,9 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
         Error::Timeout(_) => make(py, "TimeoutError", (msg,), true, e),
         Error::Backpressure(limit) => {
             let what = match limit {
-                BufferLimit::Memory { max_bytes } => format!("buffer memory full ({max_bytes} bytes)"),
+                BufferLimit::Memory { max_bytes } => {
+                    format!("buffer memory full ({max_bytes} bytes)")
+                }
                 BufferLimit::InFlight { max_batches } => {
                     format!("{max_batches} batches in flight")
                 }
@@ -112,9 +114,7 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
                 ServerErrorKind::NotLeader { redirect } => {
                     make(py, "NotLeaderError", (redirect.clone(),), true, e)
                 }
-                ServerErrorKind::TopicNotFound => {
-                    make(py, "TopicNotFoundError", (text,), false, e)
-                }
+                ServerErrorKind::TopicNotFound => make(py, "TopicNotFoundError", (text,), false, e),
                 ServerErrorKind::TopicExists => {
                     make(py, "TopicAlreadyExistsError", (text,), false, e)
                 }
@@ -137,11 +137,7 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
 /// `DeliveryError` for records whose outcome no caller received (sent with `send_async`,
 /// or whose awaiting task was cancelled): `(record id, exception)` pairs, plus how many
 /// more failed beyond the kept list.
-pub(crate) fn delivery_error(
-    py: Python<'_>,
-    failures: Vec<(u64, Error)>,
-    dropped: u64,
-) -> PyErr {
+pub(crate) fn delivery_error(py: Python<'_>, failures: Vec<(u64, Error)>, dropped: u64) -> PyErr {
     let build = || -> PyResult<PyErr> {
         let list = PyList::empty(py);
         for (rid, e) in failures {
@@ -180,7 +176,10 @@ pub(crate) fn error_for_testing(py: Python<'_>, kind: &str) -> PyResult<Py<PyAny
         },
         "CatchingUp" => Error::CatchingUp { server_offset: 42 },
         "Protocol" => Error::Protocol("unsolicited reply".into()),
-        "RecordTooLarge" => Error::RecordTooLarge { size: 1 << 25, max: 1 << 24 },
+        "RecordTooLarge" => Error::RecordTooLarge {
+            size: 1 << 25,
+            max: 1 << 24,
+        },
         "Closed" => Error::Closed,
         "Config" => Error::Config("bad".into()),
         "InvalidFrame" => Error::InvalidFrame(

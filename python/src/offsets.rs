@@ -70,16 +70,30 @@ impl OffsetStore for MultiFileStore {
 }
 
 /// Shared store methods for both Python classes (GIL released around file I/O).
-fn load(py: Python<'_>, s: &Arc<dyn OffsetStore>, consumer: &str, topic_id: u32) -> PyResult<Option<u64>> {
-    py.detach(|| s.load(topic_id, consumer)).map_err(|e| to_py(py, e))
+fn load(
+    py: Python<'_>,
+    s: &Arc<dyn OffsetStore>,
+    consumer: &str,
+    topic_id: u32,
+) -> PyResult<Option<u64>> {
+    py.detach(|| s.load(topic_id, consumer))
+        .map_err(|e| to_py(py, e))
 }
 
-fn save(py: Python<'_>, s: &Arc<dyn OffsetStore>, consumer: &str, topic_id: u32, offset: u64) -> PyResult<()> {
-    py.detach(|| s.save(topic_id, consumer, offset)).map_err(|e| to_py(py, e))
+fn save(
+    py: Python<'_>,
+    s: &Arc<dyn OffsetStore>,
+    consumer: &str,
+    topic_id: u32,
+    offset: u64,
+) -> PyResult<()> {
+    py.detach(|| s.save(topic_id, consumer, offset))
+        .map_err(|e| to_py(py, e))
 }
 
 fn delete(py: Python<'_>, s: &Arc<dyn OffsetStore>, consumer: &str, topic_id: u32) -> PyResult<()> {
-    py.detach(|| s.delete(topic_id, consumer)).map_err(|e| to_py(py, e))
+    py.detach(|| s.delete(topic_id, consumer))
+        .map_err(|e| to_py(py, e))
 }
 
 /// The crate's in-memory store.

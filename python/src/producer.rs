@@ -76,7 +76,12 @@ impl Shared {
             if now >= deadline {
                 return;
             }
-            g = self.idle.1.wait_timeout(g, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            g = self
+                .idle
+                .1
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -167,7 +172,11 @@ impl Group {
         let Some(fut) = self.fut.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
-        let err = self.first_err.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let err = self
+            .first_err
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let (rid, shared) = (self.rid, self.shared.clone());
         self.inbox.push(Done {
             fut,
@@ -199,7 +208,9 @@ impl ProducerCore {
         let py = data.py();
         let guard = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let p = closed_if_none(&guard).map_err(|e| to_py(py, e))?;
-        let sent = with_bytes(data, |v| p.send_record_async(topic_id, produce_record(record_type, v)))?;
+        let sent = with_bytes(data, |v| {
+            p.send_record_async(topic_id, produce_record(record_type, v))
+        })?;
         match sent {
             Ok(t) => {
                 self.shared.set_last(&t);
@@ -565,7 +576,10 @@ impl ProducerCore {
     /// Whether `close` has run.
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.read().unwrap_or_else(|e| e.into_inner()).is_none()
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
     }
 
     /// Counters: records, bytes, batches, outstanding, failed, ACK latency, driver.

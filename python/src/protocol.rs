@@ -33,15 +33,17 @@ pub(crate) fn encode_header<'py>(
     PyBytes::new(py, &h.to_bytes(Checksum::Ieee))
 }
 
+/// `LwpHeader` fields in declaration order.
+type HeaderFields = (u8, u8, u32, u64, u64, u32, u32, u32, u32);
+
 /// Decodes and validates a header: `(version, flags, header_crc, batch_id, timestamp_ns,
 /// record_count, payload_length, payload_crc, topic_id)`; raises `ValueError` (wrapped by
 /// the Python side into `InvalidFrameError`) for a short buffer, bad magic or bad CRC.
 #[pyfunction]
-pub(crate) fn decode_header(
-    buf: &Bound<'_, PyAny>,
-) -> PyResult<(u8, u8, u32, u64, u64, u32, u32, u32, u32)> {
+pub(crate) fn decode_header(buf: &Bound<'_, PyAny>) -> PyResult<HeaderFields> {
     with_bytes(buf, |b| {
-        let h = Header::decode(b, Checksum::Ieee).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let h =
+            Header::decode(b, Checksum::Ieee).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let crc = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
         let version = b[4];
         debug_assert!(b.len() >= HEADER_LEN);

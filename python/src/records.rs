@@ -93,9 +93,15 @@ impl TlvRecord {
         value: &Bound<'_, PyAny>,
     ) -> PyResult<TlvRecord> {
         let mut out = Vec::new();
-        with_bytes(value, |v| proto::encode_key_value(&mut out, key.as_bytes(), v))?
-            .map_err(tlv_err)?;
-        Ok(TlvRecord::new_bytes(py, RecordType::KEY_VALUE.0, &out[TLV_HEADER_LEN..]))
+        with_bytes(value, |v| {
+            proto::encode_key_value(&mut out, key.as_bytes(), v)
+        })?
+        .map_err(tlv_err)?;
+        Ok(TlvRecord::new_bytes(
+            py,
+            RecordType::KEY_VALUE.0,
+            &out[TLV_HEADER_LEN..],
+        ))
     }
 
     /// A Timestamped (0x11) record: `timestamp_ns u64 LE · data`.
@@ -107,9 +113,15 @@ impl TlvRecord {
         data: &Bound<'_, PyAny>,
     ) -> PyResult<TlvRecord> {
         let mut out = Vec::new();
-        with_bytes(data, |v| proto::encode_timestamped(&mut out, timestamp_ns, v))?
-            .map_err(tlv_err)?;
-        Ok(TlvRecord::new_bytes(py, RecordType::TIMESTAMPED.0, &out[TLV_HEADER_LEN..]))
+        with_bytes(data, |v| {
+            proto::encode_timestamped(&mut out, timestamp_ns, v)
+        })?
+        .map_err(tlv_err)?;
+        Ok(TlvRecord::new_bytes(
+            py,
+            RecordType::TIMESTAMPED.0,
+            &out[TLV_HEADER_LEN..],
+        ))
     }
 
     /// A Null (0xFF) record. Avoid it on a released server: its crash recovery misreads
@@ -128,7 +140,10 @@ impl TlvRecord {
                     PyString::new(py, &String::from_utf8_lossy(k)).into_any(),
                     PyBytes::new(py, val).into_any(),
                 ),
-                Err(_) => (PyString::new(py, "").into_any(), PyBytes::new(py, b).into_any()),
+                Err(_) => (
+                    PyString::new(py, "").into_any(),
+                    PyBytes::new(py, b).into_any(),
+                ),
             }
         })
         .and_then(|t| PyTuple::new(py, [t.0, t.1]))
@@ -137,9 +152,11 @@ impl TlvRecord {
     /// `(timestamp_ns, data)` of a Timestamped record; `(0, value)` when too short.
     fn as_timestamped<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let v = self.value.bind(py);
-        with_bytes(v, |b| match Record::new(RecordType::TIMESTAMPED, b).as_timestamped() {
-            Ok((ts, data)) => (ts, PyBytes::new(py, data)),
-            Err(_) => (0, PyBytes::new(py, b)),
+        with_bytes(v, |b| {
+            match Record::new(RecordType::TIMESTAMPED, b).as_timestamped() {
+                Ok((ts, data)) => (ts, PyBytes::new(py, data)),
+                Err(_) => (0, PyBytes::new(py, b)),
+            }
         })
         .and_then(|t| t.into_pyobject(py))
     }
@@ -149,7 +166,10 @@ impl TlvRecord {
             return Ok(false);
         };
         let other = other.borrow();
-        Ok(self.record_type == other.record_type && self.value.bind(py).eq(other.value.bind(py))?)
+        Ok(
+            self.record_type == other.record_type
+                && self.value.bind(py).eq(other.value.bind(py))?,
+        )
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -217,7 +237,11 @@ impl RecordList {
         self.list
             .get_or_try_init(py, || {
                 let data = self.data.bind(py).as_bytes();
-                let aux = self.aux.as_ref().map(|a| a.bind(py).as_bytes()).unwrap_or(&[]);
+                let aux = self
+                    .aux
+                    .as_ref()
+                    .map(|a| a.bind(py).as_bytes())
+                    .unwrap_or(&[]);
                 let list = PyList::empty(py);
                 for &(in_aux, ty, start, len) in &self.index {
                     let buf = if in_aux { aux } else { data };
@@ -235,7 +259,11 @@ impl RecordList {
         self.index.len()
     }
 
-    fn __getitem__<'py>(&self, py: Python<'py>, idx: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        idx: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.list(py)?.as_any().get_item(idx)
     }
 
@@ -293,7 +321,8 @@ impl PollResult {
         let mut index = Vec::new();
         let mut aux = Vec::new();
         for rec in r.records() {
-            let rec = rec.map_err(|e| crate::errors::to_py(py, lnc_uring::Error::InvalidRecord(e)))?;
+            let rec =
+                rec.map_err(|e| crate::errors::to_py(py, lnc_uring::Error::InvalidRecord(e)))?;
             let at = rec.value.as_ptr() as usize;
             let len = rec.value.len();
             if at >= base && at + len <= base + size {

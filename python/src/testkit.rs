@@ -38,9 +38,9 @@ impl TestServer {
         let server = py.detach(|| {
             let mut b = Server::builder().addr(addr).discard_data(discard_data);
             if ack_delay_ms > 0 {
-                b = b.ack_policy(lnc_uring::testkit::AckPolicy::Delayed(Duration::from_millis(
-                    ack_delay_ms,
-                )));
+                b = b.ack_policy(lnc_uring::testkit::AckPolicy::Delayed(
+                    Duration::from_millis(ack_delay_ms),
+                ));
             }
             b.start()
         })?;
@@ -128,6 +128,9 @@ impl TestServer {
     /// Whether the server is running.
     #[getter]
     fn running(&self) -> bool {
-        self.server.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 }

@@ -171,7 +171,7 @@ def test_python_offset_store_subclass(server, topic_name):
         await p.close()
 
     run(main())
-    assert store.saved[("own", tid)] == 12
+    assert store.saved[("own", tid)] == 18  # auto-commit on close
 
 
 def test_blocking_calls_release_the_gil(server, topic_name):
