@@ -7,7 +7,7 @@ use crate::config::ConnectionConfig;
 use crate::driver::{Command, Driver, DriverStats};
 use crate::proto::{
     parse_deleted, parse_topic_list, validate_topic_name, ClusterStatus, FetchRequest, Request,
-    Retention, RetentionSet, ServerErrorKind, TopicInfo,
+    Retention, RetentionSet, ServerErrorKind, SubscribeRequest, TopicInfo,
 };
 use crate::request::PendingReply;
 use crate::session::Reply;
@@ -81,27 +81,59 @@ impl LanceClient {
     /// `NOT_LEADER` — the driver then reconnects to the leader —, `Leader not ready`, a
     /// rate limit) are retried with back-off until the request timeout.
     fn call(&self, request: &Request<'_>) -> Result<Reply, Error> {
+        self.call_counted(request).0
+    }
+
+    /// Like [`LanceClient::call`]; also says whether an earlier attempt may have reached
+    /// the server (its reply was lost with the connection), which makes a later
+    /// "already exists" or "not found" the echo of our own success.
+    fn call_counted(&self, request: &Request<'_>) -> (Result<Reply, Error>, bool) {
         let give_up = crate::session::after(Instant::now(), self.cfg.request_timeout);
         let mut delay = Duration::from_millis(25);
+        let mut maybe_done = false;
         loop {
             let r = PendingReply::start(
                 &self.driver,
                 self.cfg.checksum,
                 self.cfg.request_timeout,
                 request,
-            )?
-            .wait();
+            )
+            .and_then(PendingReply::wait);
             let failure = match &r {
                 Ok(Reply::Error(e)) if e.is_retryable() => Error::from(e.clone()),
                 Err(e) if e.is_retryable() && !matches!(e, Error::Timeout(_)) => e.clone(),
-                _ => return r,
+                _ => return (r, maybe_done),
             };
+            // A reply that did not arrive (the connection went) may still have been acted on.
+            maybe_done |= r.is_err();
             if Instant::now() + delay >= give_up {
-                return Err(failure);
+                return (Err(failure), maybe_done);
             }
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_secs(1));
         }
+    }
+
+    /// A create whose retry says "already exists" after a lost reply: the topic as it is.
+    fn created(&self, name: &str, request: &Request<'_>) -> Result<TopicInfo, Error> {
+        match self.call_counted(request) {
+            (Ok(Reply::Json(j)), _) => Ok(TopicInfo::from_json(&j)?),
+            (Ok(Reply::Error(e)), true) if e.kind == ServerErrorKind::TopicExists => {
+                log::info!("topic {name:?} was created by an attempt whose reply was lost");
+                self.find(name)
+            }
+            (Ok(other), _) => Err(unexpected(request, other)),
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    fn find(&self, name: &str) -> Result<TopicInfo, Error> {
+        self.list_topics()?
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| Error::TopicNotFound {
+                message: format!("topic {name:?} exists but is not listed"),
+            })
     }
 
     /// A call whose reply is JSON (or an error).
@@ -114,23 +146,17 @@ impl LanceClient {
 
     /// Creates a topic (`[A-Za-z0-9-]+`). A standalone server refuses an existing name
     /// (`Error::Server` with [`ServerErrorKind::TopicExists`]); see [`LanceClient::ensure_topic`].
+    /// When the connection is lost before the reply and the retry finds the topic, the
+    /// create is reported as the success it was.
     pub fn create_topic(&self, name: &str) -> Result<TopicInfo, Error> {
         check_name(name)?;
-        Ok(TopicInfo::from_json(
-            &self.json(&Request::CreateTopic { name })?,
-        )?)
+        self.created(name, &Request::CreateTopic { name })
     }
 
     /// Gets or creates a topic by name.
     pub fn ensure_topic(&self, name: &str) -> Result<TopicInfo, Error> {
         match self.create_topic(name) {
-            Err(Error::Server(e)) if e.kind == ServerErrorKind::TopicExists => self
-                .list_topics()?
-                .into_iter()
-                .find(|t| t.name == name)
-                .ok_or_else(|| Error::TopicNotFound {
-                    message: format!("topic {name:?} exists but is not listed"),
-                }),
+            Err(Error::Server(e)) if e.kind == ServerErrorKind::TopicExists => self.find(name),
             other => other,
         }
     }
@@ -145,8 +171,7 @@ impl LanceClient {
     ) -> Result<TopicInfo, Error> {
         check_name(name)?;
         check_retention(&retention)?;
-        let req = Request::CreateTopicWithRetention { name, retention };
-        Ok(TopicInfo::from_json(&self.json(&req)?)?)
+        self.created(name, &Request::CreateTopicWithRetention { name, retention })
     }
 
     /// All topics (order unspecified by the server).
@@ -161,11 +186,21 @@ impl LanceClient {
         )?)
     }
 
-    /// Deletes a topic and all its data; returns the deleted id.
+    /// Deletes a topic and all its data; returns the deleted id. When the connection is
+    /// lost before the reply and the retry finds no such topic, the delete is reported
+    /// as the success it was.
     pub fn delete_topic(&self, topic_id: u32) -> Result<u32, Error> {
-        Ok(parse_deleted(
-            &self.json(&Request::DeleteTopic { topic_id })?,
-        )?)
+        let req = Request::DeleteTopic { topic_id };
+        match self.call_counted(&req) {
+            (Ok(Reply::Json(j)), _) => Ok(parse_deleted(&j)?),
+            (Ok(Reply::Error(e)), true) if e.kind == ServerErrorKind::TopicNotFound => {
+                log::info!("topic {topic_id} was deleted by an attempt whose reply was lost");
+                Ok(topic_id)
+            }
+            (Ok(Reply::Error(e)), _) => Err(Error::from(e)),
+            (Ok(other), _) => Err(unexpected(&req, other)),
+            (Err(e), _) => Err(e),
+        }
     }
 
     /// Sets a topic's retention. 0 is refused as in
@@ -181,6 +216,63 @@ impl LanceClient {
             retention,
         };
         Ok(RetentionSet::from_json(&self.json(&req)?)?)
+    }
+
+    /// Registers consumer `consumer_id` on `topic_id` at `start_offset` (Subscribe,
+    /// 0x20). The server only records it, in memory, on this node; it pushes nothing
+    /// (data is fetched). Returns the offset it recorded: for a start of 0, the last
+    /// offset committed there, if any; `u64::MAX` comes back unresolved.
+    pub fn subscribe(
+        &self,
+        topic_id: u32,
+        consumer_id: u64,
+        start_offset: u64,
+        max_batch_bytes: u32,
+    ) -> Result<u64, Error> {
+        let req = Request::Subscribe(SubscribeRequest {
+            topic_id,
+            start_offset,
+            max_batch_bytes,
+            consumer_id,
+        });
+        match self.call(&req)? {
+            Reply::SubscribeAck { start_offset, .. } => Ok(start_offset),
+            other => Err(unexpected(&req, other)),
+        }
+    }
+
+    /// Removes the server's record of consumer `consumer_id` on `topic_id` (Unsubscribe,
+    /// 0x21; answered even when it was not subscribed).
+    pub fn unsubscribe(&self, topic_id: u32, consumer_id: u64) -> Result<(), Error> {
+        let req = Request::Unsubscribe {
+            topic_id,
+            consumer_id,
+        };
+        match self.call(&req)? {
+            Reply::Unsubscribed { .. } => Ok(()),
+            other => Err(unexpected(&req, other)),
+        }
+    }
+
+    /// Records `offset` as consumer `consumer_id`'s position on `topic_id` (CommitOffset,
+    /// 0x22; advisory, in the node's memory only). Returns the offset the server stored.
+    pub fn commit_offset(
+        &self,
+        topic_id: u32,
+        consumer_id: u64,
+        offset: u64,
+    ) -> Result<u64, Error> {
+        let req = Request::CommitOffset {
+            topic_id,
+            consumer_id,
+            offset,
+        };
+        match self.call(&req)? {
+            Reply::CommitAck {
+                committed_offset, ..
+            } => Ok(committed_offset),
+            other => Err(unexpected(&req, other)),
+        }
     }
 
     /// The answering node's view of the cluster.

@@ -14,7 +14,7 @@ use crate::driver::{Driver, DriverStats};
 use crate::offset::{consumer_id, OffsetStore};
 use crate::proto::{
     complete_prefix, parse_topic_list, ExpandedRecords, FetchRequest, Request, SubscribeRequest,
-    MAX_PAYLOAD_LEN, MAX_VALUE_LEN,
+    TlvError, MAX_PAYLOAD_LEN, MAX_VALUE_LEN,
 };
 use crate::request::{unexpected, PendingReply};
 use crate::session::{after, BufPool, Reply};
@@ -72,8 +72,11 @@ pub struct ConsumerConfig {
     /// How long [`StandaloneConsumer::poll_timeout`] waits between fetches that found
     /// nothing new. Default 50 ms.
     pub poll_interval: Duration,
-    /// Commit the position automatically this often (checked on each poll) and on
-    /// close. `None`: only explicit commits. Default 5 s.
+    /// Commit automatically this often, checked on each poll: what the caller has had
+    /// the chance to process, i.e. every record returned by the polls *before* the
+    /// current one (as Kafka does). [`StandaloneConsumer::close`] commits everything
+    /// returned; dropping the consumer commits what was returned before the latest poll,
+    /// and nothing while the thread panics. `None`: only explicit commits. Default 5 s.
     pub auto_commit: Option<Duration>,
     /// Where committed offsets are kept. Default: none (in memory only for this consumer).
     pub offset_store: Option<Arc<dyn OffsetStore>>,
@@ -256,6 +259,11 @@ pub struct StandaloneConsumer {
     consumer_id: u64,
     /// Record boundary: offset of the next record to deliver.
     position: u64,
+    /// Record boundary before the latest batch returned: what the caller has had the
+    /// chance to process (auto-commit never goes past it).
+    processed: u64,
+    /// A damaged record found at the position: its offset and declared length.
+    bad_record: Option<(u64, u64)>,
     /// Bytes after `position` already fetched: an incomplete record.
     carry: Vec<u8>,
     /// The fetch in flight and the offset it asked for.
@@ -294,6 +302,8 @@ impl StandaloneConsumer {
             consumer_id: consumer_id(&cfg.consumer_name),
             topic_id: 0,
             position: 0,
+            processed: 0,
+            bad_record: None,
             carry: Vec::new(),
             inflight: None,
             log_end: 0,
@@ -314,7 +324,10 @@ impl StandaloneConsumer {
         };
         c.committed = stored;
         match stored {
-            Some(off) => c.position = off,
+            Some(off) => {
+                c.position = off;
+                c.processed = off;
+            }
             None => {
                 c.seek(c.cfg.start)?;
             }
@@ -379,7 +392,26 @@ impl StandaloneConsumer {
         self.inflight = None;
         self.carry.clear();
         self.position = target;
+        self.processed = target;
+        self.bad_record = None;
         Ok(target)
+    }
+
+    /// Moves past the damaged record a poll reported ([`Error::CorruptRecord`]),
+    /// trusting the length its header declares (a TLV stream has no other way to find
+    /// the next record). Returns the new position. If that length runs past the end of
+    /// the log, the consumer waits there until the log grows; seek to a known boundary
+    /// or to the end instead when the length is absurd.
+    pub fn skip_bad_record(&mut self) -> Result<u64, Error> {
+        let Some((offset, declared)) = self.bad_record.take() else {
+            return Err(Error::Config(
+                "no damaged record to skip: poll has not reported one at this position".into(),
+            ));
+        };
+        let next = offset
+            .saturating_add(crate::proto::TLV_HEADER_LEN as u64)
+            .saturating_add(declared);
+        self.seek(SeekPosition::Offset(next))
     }
 
     /// `seek(Beginning)`.
@@ -408,8 +440,14 @@ impl StandaloneConsumer {
         if self.closed {
             return Err(Error::Closed);
         }
+        // Polling again means the records returned so far were processed.
+        self.processed = self.position;
         self.maybe_auto_commit()?;
+        if let Some((offset, declared)) = self.bad_record {
+            return Err(corrupt(offset, declared));
+        }
         let mut retry_until: Option<Instant> = None;
+        let mut backoff = Duration::from_millis(10);
         loop {
             let fetch_offset = self.position + self.carry.len() as u64;
             let pending = match self.inflight.take() {
@@ -428,19 +466,18 @@ impl StandaloneConsumer {
                     }
                     continue;
                 }
-                Ok(other) => return Err(unexpected(crate::proto::ControlCode::FETCH, other)),
-                Err(e) if e.is_retryable() => {
-                    // Reconnects happen in the driver; ask again from the same place, so
-                    // nothing is skipped or read twice.
-                    let now = Instant::now();
-                    let until = *retry_until
-                        .get_or_insert_with(|| after(now, self.cfg.connection.request_timeout));
-                    if now >= until {
-                        return Err(e);
-                    }
-                    std::thread::sleep(self.cfg.poll_interval.min(Duration::from_millis(100)));
+                // A lost connection, FORWARD_FAILED, "Leader not ready", a rate limit:
+                // ask again from the same place (nothing is skipped or read twice), with
+                // back-off, until the request timeout.
+                Ok(Reply::Error(e)) if e.is_retryable() => {
+                    self.back_off(Error::from(e), &mut retry_until, &mut backoff)?;
                     continue;
                 }
+                Err(e) if e.is_retryable() => {
+                    self.back_off(e, &mut retry_until, &mut backoff)?;
+                    continue;
+                }
+                Ok(other) => return Err(unexpected(crate::proto::ControlCode::FETCH, other)),
                 Err(e) => return Err(e),
             };
             if data.is_empty() {
@@ -476,8 +513,22 @@ impl StandaloneConsumer {
                 self.keep_spare(data);
                 b
             };
-            let (complete, _) = complete_prefix(&buf, MAX_VALUE_LEN)?;
+            let (complete, damaged) = match complete_prefix(&buf, MAX_VALUE_LEN) {
+                Ok((n, _)) => (n, None),
+                // Every whole record before it is delivered first; the damaged one is
+                // reported by the poll that reaches it.
+                Err(TlvError::ValueTooLarge { offset, length, .. }) => {
+                    (offset, Some((self.position + offset as u64, length as u64)))
+                }
+                Err(e) => return Err(Error::InvalidRecord(e)),
+            };
             if complete == 0 {
+                if let Some((offset, declared)) = damaged {
+                    self.keep_spare(buf);
+                    self.inflight = None;
+                    self.bad_record = Some((offset, declared));
+                    return Err(corrupt(offset, declared));
+                }
                 // Only part of one record so far: keep it and fetch on.
                 self.carry = buf;
                 let next = next_offset;
@@ -487,7 +538,7 @@ impl StandaloneConsumer {
             let cut = complete < buf.len();
             buf.truncate(complete);
             // Prefetch while the application works on these records.
-            if full || cut {
+            if (full || cut) && damaged.is_none() {
                 let next = self.position + complete as u64;
                 self.inflight = Some((self.start_fetch(next)?, next));
             }
@@ -502,6 +553,25 @@ impl StandaloneConsumer {
                 lag: self.log_end.saturating_sub(self.position),
             }));
         }
+    }
+
+    /// Sleeps before asking again after a retryable failure; the failure itself once
+    /// the request timeout has passed.
+    fn back_off(
+        &self,
+        error: Error,
+        until: &mut Option<Instant>,
+        delay: &mut Duration,
+    ) -> Result<(), Error> {
+        let now = Instant::now();
+        let until = *until.get_or_insert_with(|| after(now, self.cfg.connection.request_timeout));
+        if now + *delay >= until {
+            return Err(error);
+        }
+        log::debug!("fetch failed ({error}); retrying in {delay:?}");
+        std::thread::sleep(*delay);
+        *delay = (*delay * 2).min(Duration::from_secs(1));
+        Ok(())
     }
 
     fn keep_spare(&mut self, buf: Vec<u8>) {
@@ -600,18 +670,19 @@ impl StandaloneConsumer {
         self.driver.stats()
     }
 
-    /// Commits (when auto-commit is on), unsubscribes (with server tracking) and stops.
+    /// Commits every record returned (when auto-commit is on), unsubscribes (with server
+    /// tracking) and stops.
     pub fn close(mut self) -> Result<(), Error> {
-        self.close_inner()
+        self.close_inner(self.position)
     }
 
-    fn close_inner(&mut self) -> Result<(), Error> {
+    fn close_inner(&mut self, upto: u64) -> Result<(), Error> {
         if self.closed {
             return Ok(());
         }
         let mut result = Ok(());
-        if self.cfg.auto_commit.is_some() && self.committed != Some(self.position) {
-            result = self.commit();
+        if self.cfg.auto_commit.is_some() && self.committed != Some(upto) {
+            result = self.commit_offset(upto);
         }
         if self.cfg.server_tracking {
             let req = Request::Unsubscribe {
@@ -632,9 +703,25 @@ impl StandaloneConsumer {
 }
 
 impl Drop for StandaloneConsumer {
+    /// Without [`StandaloneConsumer::close`]: auto-commit covers only the records returned
+    /// before the latest poll (the latest batch may not have been processed: the drop can
+    /// come from an early `?`), and nothing at all while the thread panics.
     fn drop(&mut self) {
-        if let Err(e) = self.close_inner() {
+        if std::thread::panicking() {
+            self.cfg.auto_commit = None;
+        }
+        if let Err(e) = self.close_inner(self.processed) {
+            log::warn!("consumer dropped: {e}");
             eprintln!("lnc-uring: consumer dropped: {e}");
         }
+    }
+}
+
+fn corrupt(offset: u64, declared: u64) -> Error {
+    Error::CorruptRecord {
+        offset,
+        reason: format!(
+            "the record header declares {declared} bytes, more than a frame can carry              (the data is not TLV records); skip it with skip_bad_record or seek past it"
+        ),
     }
 }

@@ -145,18 +145,6 @@ impl DeliverySlot {
         // `state`: without a full fence on both sides each could miss the other's store
         // (x86 reorders a store with a later load) and the waiter would sleep forever.
         fence(Ordering::SeqCst);
-        if let Some(ledger) = &self.ledger {
-            let seq = self.seq.load(Ordering::Acquire);
-            if seq != UNSEALED {
-                let bytes = self.bytes.load(Ordering::Relaxed);
-                if state == FAILED {
-                    let e = self.error.lock().unwrap_or_else(|e| e.into_inner());
-                    ledger.resolve(seq, bytes, Some(e.as_ref().unwrap_or(&Error::Closed)));
-                } else {
-                    ledger.resolve(seq, bytes, None);
-                }
-            }
-        }
         if self.has_waiters.load(Ordering::SeqCst) {
             // Drain rather than take, so the thread list keeps its capacity for the
             // slot's next batch (no allocation per wait in steady state).
@@ -172,6 +160,20 @@ impl DeliverySlot {
             for (offset, f) in callbacks {
                 if let Some(r) = self.result(offset) {
                     f(r);
+                }
+            }
+        }
+        // Last: `flush` returns once the ledger has every outcome, by which time every
+        // waiter is woken and every callback has run.
+        if let Some(ledger) = &self.ledger {
+            let seq = self.seq.load(Ordering::Acquire);
+            if seq != UNSEALED {
+                let bytes = self.bytes.load(Ordering::Relaxed);
+                if state == FAILED {
+                    let e = self.error.lock().unwrap_or_else(|e| e.into_inner());
+                    ledger.resolve(seq, bytes, Some(e.as_ref().unwrap_or(&Error::Closed)));
+                } else {
+                    ledger.resolve(seq, bytes, None);
                 }
             }
         }

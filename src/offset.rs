@@ -243,12 +243,7 @@ impl FileOffsetStore {
     pub fn open(dir: impl AsRef<Path>, consumer: &str) -> Result<FileOffsetStore, Error> {
         let dir = dir.as_ref().to_path_buf();
         let consumer_dir = dir.join(sanitize(consumer));
-        let existed = consumer_dir.is_dir();
-        fs::create_dir_all(&consumer_dir)?;
-        if !existed {
-            // Make the new directory's own entry durable.
-            sync_dir(&dir)?;
-        }
+        create_dirs_durably(&consumer_dir)?;
 
         let lock_path = consumer_dir.join(LOCK_FILE);
         let mut lock = OpenOptions::new()
@@ -587,6 +582,34 @@ fn read_optional(path: &Path) -> Result<Option<String>, Error> {
 }
 
 /// Makes the entries of `dir` (creations, renames, removals) durable.
+/// Creates `dir` and any missing parents, and makes each new directory's entry durable
+/// (an fsync of the parent that holds it), so a crash cannot lose the path to offsets
+/// that were saved and synced inside it.
+/// Returns the directories it synced.
+fn create_dirs_durably(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.is_dir() {
+        missing.push(d.to_path_buf());
+        match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => d = p,
+            _ => break,
+        }
+    }
+    fs::create_dir_all(dir)?;
+    // Top down: each parent now exists and holds the entry of the next.
+    let mut synced = Vec::with_capacity(missing.len());
+    for created in missing.iter().rev() {
+        let parent = match created.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        sync_dir(parent)?;
+        synced.push(parent.to_path_buf());
+    }
+    Ok(synced)
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -594,6 +617,26 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_directory_created_for_a_store_is_made_durable() {
+        let base = std::env::temp_dir().join(format!("lnc-offsets-dirs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        let deep = base.join("a").join("b").join("consumer");
+        let synced = create_dirs_durably(&deep).unwrap();
+        // The entries of a, b and consumer live in base, a and b: all three synced.
+        assert_eq!(
+            synced,
+            [base.clone(), base.join("a"), base.join("a").join("b")]
+        );
+        assert!(deep.is_dir());
+        assert!(
+            create_dirs_durably(&deep).unwrap().is_empty(),
+            "nothing new"
+        );
+        fs::remove_dir_all(&base).unwrap();
+    }
 
     /// FNV-1a 64 written out, to check the crate's hasher is fed the bytes unchanged.
     fn reference_fnv1a64(bytes: &[u8]) -> u64 {

@@ -1529,6 +1529,57 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_that_may_be_stored_and_then_times_out_in_the_queue_says_so() {
+        let now = t0();
+        let mut s = session(now);
+        let (mut b, slot) = batch(1, b"q", now);
+        b.deadline = now + Duration::from_millis(5);
+        SLOTS.with(|m| m.borrow_mut().push(slot.clone()));
+        s.submit_batch(b);
+        flush(&mut s, now);
+        // A quorum failure: the send may be stored; it waits (back-off) to be resent.
+        s.handle_bytes(
+            &error("FORWARD_FAILED: Quorum not reached - required 2 ACKs, got 1"),
+            now,
+        );
+        s.handle_bytes(&echo(), now);
+        flush(&mut s, now);
+        s.handle_bytes(&echo(), now);
+        assert_eq!(status(&slot), None, "queued for a resend");
+        s.handle_timeout(now + Duration::from_millis(6));
+        let e = status(&slot).unwrap().unwrap_err();
+        assert!(e.contains("outcome unknown after 1 send"), "{e}");
+        assert!(e.contains("waiting to be resent"), "{e}");
+    }
+
+    #[test]
+    fn completed_batch_writes_keep_a_slow_server_alive_but_keepalives_do_not() {
+        let now = t0();
+        let mut s = session(now);
+        let _a = submit(&mut s, 1, now);
+        let sent = flush(&mut s, now); // completes the write at `now`
+        assert_eq!(ids(&sent), [1]);
+        // More batches written while the server takes them slowly.
+        let _b = submit(&mut s, 1, now);
+        let t20 = now + Duration::from_secs(20);
+        while let Some(tx) = s.poll_transmit(t20) {
+            let k = tx.key;
+            s.tx_complete(k, t20);
+        }
+        s.handle_timeout(now + Duration::from_secs(35));
+        assert!(s.take_fatal().is_none(), "written 15 s ago: alive");
+        // A keepalive write always fits the socket buffer: it proves nothing.
+        s.handle_timeout(now + Duration::from_secs(31));
+        let t40 = now + Duration::from_secs(40);
+        while let Some(tx) = s.poll_transmit(t40) {
+            let k = tx.key;
+            s.tx_complete(k, t40);
+        }
+        s.handle_timeout(now + Duration::from_secs(51));
+        assert!(matches!(s.take_fatal(), Some(Fatal::PeerTimeout(_))));
+    }
+
+    #[test]
     fn dropped_batch_fails_its_records() {
         let now = t0();
         let (b, slot) = batch(1, b"x", now);

@@ -106,3 +106,82 @@ fn admin_fails_over_to_the_next_seed() {
     assert_eq!(admin.list_topics().unwrap()[0].name, "existing");
     admin.close();
 }
+
+#[test]
+fn a_token_is_not_sent_to_a_redirect_target_nobody_named() {
+    for backend in backends() {
+        let follower = TestServer::builder()
+            .auth_tokens(["secret"])
+            .start()
+            .unwrap();
+        let stranger = TestServer::builder()
+            .auth_tokens(["secret"])
+            .start()
+            .unwrap();
+        let t = follower.create_topic("t");
+        assert_eq!(stranger.create_topic("t"), t);
+        let cfg = |auth_on_redirect| {
+            ProducerConfig::default()
+                .with_linger_ms(0)
+                .with_max_retries(2)
+                .with_delivery_timeout(Duration::from_secs(3))
+                .with_connection(
+                    conn(&follower, backend)
+                        .with_auth_token("secret")
+                        .with_auth_on_redirect(auth_on_redirect),
+                )
+        };
+        // Default: not followed (the token would go to a host not configured); the
+        // batch fails with the redirect after its retries.
+        let p = Producer::with_config(cfg(false)).unwrap();
+        follower.faults().inject(Fault::RejectIngest {
+            text: format!("NOT_LEADER: redirect to {}", stranger.addr()),
+            skip: 0,
+            count: u32::MAX,
+        });
+        assert!(p.send(t, b"stays").is_err(), "{backend}");
+        assert_eq!(stranger.stats().connections_accepted, 0, "{backend}");
+        drop(p);
+        // Allowed explicitly: followed, with the token.
+        let p = Producer::with_config(cfg(true)).unwrap();
+        p.send(t, b"moves").unwrap();
+        assert_eq!(
+            stored_values(&stranger, t),
+            [b"moves".to_vec()],
+            "{backend}"
+        );
+        follower.faults().clear();
+        p.close(Duration::from_secs(5)).unwrap();
+    }
+}
+
+#[test]
+fn a_redirect_loop_backs_off() {
+    for backend in backends() {
+        let server = TestServer::start().unwrap();
+        let t = server.create_topic("t");
+        // The server keeps redirecting to itself.
+        server.faults().inject(Fault::RejectIngest {
+            text: format!("NOT_LEADER: redirect to {}", server.addr()),
+            skip: 0,
+            count: u32::MAX,
+        });
+        let p =
+            Producer::with_config(
+                ProducerConfig::default()
+                    .with_linger_ms(0)
+                    .with_max_retries(1000)
+                    .with_delivery_timeout(Duration::from_millis(1500))
+                    .with_connection(conn(&server, backend).with_reconnect_backoff(
+                        Duration::from_millis(50),
+                        Duration::from_millis(400),
+                    )),
+            )
+            .unwrap();
+        assert!(p.send(t, b"x").is_err());
+        // Without back-off this would reconnect hundreds of times in 1.5 s.
+        let accepted = server.stats().connections_accepted;
+        assert!(accepted < 30, "{backend}: {accepted} connections");
+        server.faults().clear();
+    }
+}

@@ -279,7 +279,7 @@ fn errors_are_typed() {
     .unwrap();
     assert!(matches!(
         c.poll_timeout(Duration::from_secs(1)),
-        Err(Error::InvalidRecord(_))
+        Err(Error::CorruptRecord { offset: 0, .. })
     ));
     assert_eq!(c.current_offset(), 0);
     let _ = encode_raw;

@@ -18,7 +18,11 @@ fn values() -> Vec<Vec<u8>> {
     // Small records, and records over 16 KiB so batches take the SEND_ZC path.
     (0..120)
         .map(|i: usize| {
-            let len = if i % 10 == 0 { 40_000 } else { 100 + i };
+            let len = if i.is_multiple_of(10) {
+                40_000
+            } else {
+                100 + i
+            };
             let mut v = format!("{i:06}").into_bytes();
             v.resize(len, (i % 251) as u8);
             v

@@ -341,6 +341,12 @@ impl Producer {
         }
     }
 
+    /// Ends lingering now: every open batch is sealed and handed to the driver. Returns
+    /// at once (it does not wait for acknowledgements; [`Producer::flush`] does).
+    pub fn seal_batches(&self) {
+        self.seal_all();
+    }
+
     fn seal_all(&self) {
         let mut out = Outbox::default();
         let ctx = &self.shared.ctx;

@@ -146,18 +146,9 @@ pub(crate) fn run(cli: &Cli, a: &ConsumeArgs) -> Result<u8, Error> {
         let mut batch = match consumer.poll_timeout(idle) {
             Ok(Some(b)) => b,
             Ok(None) => break,
-            Err(Error::InvalidRecord(TlvError::ValueTooLarge {
-                offset,
-                length,
-                max,
-            })) => {
-                // The offset is relative to the consumer's position.
-                let at = consumer.current_offset() + offset as u64;
+            Err(Error::CorruptRecord { offset: at, reason }) => {
                 let _ = out.flush();
-                let what = format!(
-                    "no record at offset {at} of the log: the bytes there declare a \
-                     {length}-byte value, over the limit of {max}"
-                );
+                let what = format!("no record at offset {at} of the log: {reason}");
                 code = if from == SeekPosition::Offset(at) {
                     fail(
                         cli,
