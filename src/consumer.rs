@@ -296,6 +296,10 @@ impl StandaloneConsumer {
         let pool = Arc::new(BufPool::default());
         let mut dcfg = cfg.connection.driver_config("lnc-consumer");
         dcfg.session.fetch_pool = Some(pool.clone());
+        // Large fetch replies are received straight into the buffers handed to the
+        // application; headers and small replies through a 16 KiB buffer.
+        dcfg.direct_receive = true;
+        dcfg.recv_buffers = (1, 16 * 1024);
         let driver = Driver::spawn(dcfg)?;
         let mut c = StandaloneConsumer {
             driver,

@@ -73,6 +73,7 @@
 
 mod admin;
 mod buffers;
+mod bulk;
 mod config;
 mod consumer;
 mod delivery;

@@ -36,9 +36,10 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::buffers::{FrameBuf, Registration};
+use crate::bulk::Bulk;
 use crate::delivery::DeliverySlot;
 use crate::proto::{
-    keepalive_frame, offset, Checksum, ControlCode, Frame, FrameDecoder, FrameKind, Request,
+    keepalive_frame, offset, Checksum, ControlCode, Frame, FrameDecoder, FrameKind, Item, Request,
     Response, ServerError, ServerErrorKind, HEADER_LEN, MAX_PAYLOAD_LEN,
 };
 use crate::Error;
@@ -99,6 +100,20 @@ impl BufPool {
             .unwrap_or_default();
         v.clear();
         v.reserve(len);
+        v
+    }
+
+    /// A buffer of exactly `len` bytes, reused when one is free; its contents are
+    /// whatever it held before (it is about to be overwritten), so a reused buffer costs
+    /// no zeroing.
+    pub(crate) fn take_filled(&self, len: usize) -> Vec<u8> {
+        let mut v = self
+            .bufs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        v.resize(len, 0);
         v
     }
 
@@ -399,6 +414,9 @@ pub(crate) struct Session {
     fatal: Option<Fatal>,
     /// Reused list of actions decoded from one chunk.
     actions: Vec<Action>,
+    /// A large fetch reply being received into its own buffer (kept until the
+    /// connection is closed: the kernel may be writing into it).
+    bulk: Option<Bulk>,
     /// A valid frame arrived on this connection (proof of life, for reconnect back-off).
     heard: bool,
     latency: Histogram<u64>,
@@ -406,8 +424,13 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(cfg: SessionConfig, now: Instant) -> Session {
+        let mut decoder = FrameDecoder::with_max_payload(cfg.checksum, cfg.max_payload);
+        if cfg.fetch_pool.is_some() {
+            // A consumer: large fetch replies are received straight into their buffers.
+            decoder.detach_fetch_payloads(Some(DETACH_MIN));
+        }
         Session {
-            decoder: FrameDecoder::with_max_payload(cfg.checksum, cfg.max_payload),
+            decoder,
             cfg,
             phase: Phase::Disconnected,
             next_batch_id: 1,
@@ -433,6 +456,7 @@ impl Session {
             stats: SessionStats::default(),
             fatal: None,
             actions: Vec::new(),
+            bulk: None,
             heard: false,
             latency: new_histogram(),
         }
@@ -513,6 +537,7 @@ impl Session {
     /// A new connection is up: authenticate first if configured.
     pub(crate) fn on_connected(&mut self, now: Instant) {
         self.decoder.reset();
+        self.bulk = None;
         self.heard = false;
         self.last_rx = now;
         self.last_tx = now;
@@ -576,6 +601,8 @@ impl Session {
         self.small.clear();
         self.small_tx.clear();
         self.retired.clear();
+        // No operation references it any more (the connection is closed).
+        self.bulk = None;
         self.errors.clear();
         self.quorum_lost = false;
         self.fence = FenceState::None;
@@ -737,16 +764,29 @@ impl Session {
     // ---- receive ----
 
     /// Bytes from the socket. A protocol violation is reported by [`Session::take_fatal`].
-    pub(crate) fn handle_bytes(&mut self, chunk: &[u8], now: Instant) {
+    pub(crate) fn handle_bytes(&mut self, mut chunk: &[u8], now: Instant) {
         self.last_rx = now;
+        if let Some(b) = self.bulk.as_mut() {
+            // The rest of a detached fetch reply comes first.
+            let n = b.absorb(chunk);
+            chunk = &chunk[n..];
+            if b.remaining() == 0 {
+                self.finish_bulk(now);
+            }
+            if chunk.is_empty() {
+                return;
+            }
+        }
+        let pool = self.cfg.fetch_pool.as_deref();
         let mut frames = self.decoder.feed(chunk);
         let mut actions = std::mem::take(&mut self.actions);
         let mut fatal = None;
-        while let Some(f) = frames.next_frame() {
-            match f {
-                Ok(frame) => {
-                    actions.push(Action::from_frame(&frame, self.cfg.fetch_pool.as_deref()))
-                }
+        let mut bulk = None;
+        while let Some(item) = frames.next_item() {
+            match item {
+                Ok(Item::Frame(frame)) => actions.push(Action::from_frame(&frame, pool)),
+                // A large fetch reply: the rest of it goes straight to its buffer.
+                Ok(Item::Detached(d)) => bulk = Some(Bulk::start(d.header, d.payload, pool)),
                 Err(e) => {
                     fatal = Some(Fatal::Protocol(Error::InvalidFrame(e)));
                     break;
@@ -760,6 +800,39 @@ impl Session {
         self.actions = actions;
         if let Some(f) = fatal {
             self.fatal.get_or_insert(f);
+        }
+        self.bulk = bulk;
+    }
+
+    /// Where the next received bytes can go without a copy: the unfilled part of a
+    /// detached fetch reply's buffer (pointer, length). The memory stays valid and
+    /// unmoved until [`Session::received_direct`] or the end of the connection.
+    pub(crate) fn recv_target(&mut self) -> Option<(*mut u8, usize)> {
+        self.bulk.as_mut()?.target()
+    }
+
+    /// `n` bytes were received at [`Session::recv_target`].
+    pub(crate) fn received_direct(&mut self, n: usize, now: Instant) {
+        self.last_rx = now;
+        if let Some(b) = self.bulk.as_mut() {
+            b.received(n);
+            if b.remaining() == 0 {
+                self.finish_bulk(now);
+            }
+        }
+    }
+
+    fn finish_bulk(&mut self, now: Instant) {
+        let Some(b) = self.bulk.take() else {
+            return;
+        };
+        match b.finish(self.cfg.checksum) {
+            Ok((next_offset, data)) => {
+                self.apply(Action::Reply(Reply::Fetch { next_offset, data }), now)
+            }
+            Err(e) => {
+                self.fatal.get_or_insert(Fatal::Protocol(e));
+            }
         }
     }
 
@@ -1174,6 +1247,9 @@ impl Session {
 pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
 }
+
+/// Fetch replies at least this large are received straight into their buffers.
+const DETACH_MIN: u32 = 16 * 1024;
 
 /// First retry delay after a retryable error (doubled per attempt).
 const RETRY_BACKOFF: Duration = Duration::from_millis(10);

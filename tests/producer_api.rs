@@ -51,7 +51,8 @@ fn a_claim_abandoned_by_a_panic_leaves_nothing_behind() {
     let p = Producer::connect(&server.addr().to_string(), ProducerConfig::default()).unwrap();
     p.produce(t, ProduceRecord::Raw(b"before")).unwrap();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        p.claim_nowait(t, 8, |_| panic!("the writer failed")).unwrap();
+        p.claim_nowait(t, 8, |_| panic!("the writer failed"))
+            .unwrap();
     }));
     assert!(r.is_err());
     p.produce(t, ProduceRecord::Raw(b"after")).unwrap();

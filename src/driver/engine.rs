@@ -71,7 +71,7 @@ pub(super) fn thread_main(
         )));
         return;
     }
-    match poll::PollIo::new(waker.clone(), counters.clone()) {
+    match poll::PollIo::new(waker.clone(), counters.clone(), cfg.recv_buffers.1) {
         Ok(io) => {
             counters.backend.store(BACKEND_POLL, Ordering::Relaxed);
             log::info!("{}: poll(2) backend", cfg.thread_name);
@@ -223,6 +223,17 @@ impl Events for State {
             .bytes_received
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         self.session.handle_bytes(chunk, Instant::now());
+    }
+
+    fn recv_target(&mut self) -> Option<(*mut u8, usize)> {
+        self.session.recv_target()
+    }
+
+    fn received(&mut self, n: usize) {
+        self.counters
+            .bytes_received
+            .fetch_add(n as u64, Ordering::Relaxed);
+        self.session.received_direct(n, Instant::now());
     }
 
     fn sent(&mut self, key: TxKey, bytes: usize) {

@@ -13,6 +13,15 @@ pub(crate) trait Events {
     fn connect_failed(&mut self, error: io::Error);
     fn data(&mut self, chunk: &[u8]);
     fn sent(&mut self, key: TxKey, bytes: usize);
+    /// Where the next received bytes should go, if somewhere special: the unfilled part
+    /// of the buffer a large fetch reply is destined for (pointer, length), valid until
+    /// [`Events::received`] or [`Events::closed`]. A backend that can should receive
+    /// straight into it, with no copy of its own.
+    fn recv_target(&mut self) -> Option<(*mut u8, usize)> {
+        None
+    }
+    /// `n` bytes were received at [`Events::recv_target`].
+    fn received(&mut self, _n: usize) {}
     /// The backend stopped using a feature after the kernel refused it (for the log and
     /// the counters).
     fn feature_lost(&mut self, _feature: &'static str, _why: &str) {}

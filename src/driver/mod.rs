@@ -174,8 +174,12 @@ pub(crate) struct DriverConfig {
     /// io_uring features to treat as missing (a test hook: every fallback path can run on
     /// a kernel that has everything). Bits of `uring::probe::Feature`.
     pub(crate) masked_features: u32,
-    /// Provided receive buffers of the io_uring backend: count (a power of two) and size.
+    /// Receive buffers: count (a power of two; the io_uring backend's provided-buffer
+    /// ring) and size (also the `poll` backend's read size).
     pub(crate) recv_buffers: (u16, usize),
+    /// Large fetch replies are received straight into their destination (a consumer):
+    /// single-shot receives, each into the session's target or a small scratch buffer.
+    pub(crate) direct_receive: bool,
 }
 
 impl Default for DriverConfig {
@@ -196,7 +200,8 @@ impl Default for DriverConfig {
             follow_redirects: true,
             auth_on_redirect: false,
             masked_features: 0,
-            recv_buffers: (64, 64 * 1024),
+            recv_buffers: (16, 64 * 1024),
+            direct_receive: false,
         }
     }
 }

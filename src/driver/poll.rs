@@ -19,8 +19,6 @@ use crate::session::TxKey;
 
 /// Most frames gathered into one `writev`.
 const MAX_IOV: usize = 64;
-/// Receive buffer: the server writes up to 256 KiB chunks of ACKs or one fetch reply.
-const RECV_BUF: usize = 256 * 1024;
 
 /// A frame queued for sending: the session keeps `len` bytes at `ptr` valid and
 /// unchanged until it is reported sent or the connection is closed.
@@ -47,7 +45,13 @@ pub(crate) struct PollIo {
 }
 
 impl PollIo {
-    pub(crate) fn new(waker: Arc<Waker>, counters: Arc<Counters>) -> io::Result<PollIo> {
+    /// `read_len`: bytes per `read` into the backend's own buffer (small for a consumer,
+    /// whose large replies are read straight into their destination).
+    pub(crate) fn new(
+        waker: Arc<Waker>,
+        counters: Arc<Counters>,
+        read_len: usize,
+    ) -> io::Result<PollIo> {
         Ok(PollIo {
             waker,
             counters,
@@ -56,7 +60,7 @@ impl PollIo {
             connecting: None,
             connect_result: None,
             pending: VecDeque::new(),
-            rbuf: vec![0u8; RECV_BUF],
+            rbuf: vec![0u8; read_len.max(4096)],
         })
     }
 
@@ -110,16 +114,29 @@ impl PollIo {
 
     /// Reads until the socket is drained (bounded, to stay fair to sends).
     fn read_available(&mut self, events: &mut dyn Events) -> io::Result<bool> {
-        for _ in 0..8 {
+        for _ in 0..64 {
             let Some(sock) = self.sock.as_mut() else {
                 return Ok(true);
             };
-            match sock.read(&mut self.rbuf) {
+            let target = events.recv_target();
+            let (dest, direct) = match target {
+                // SAFETY: the session keeps `len` bytes at `ptr` valid, unmoved and
+                // unaliased until `received` or the end of the connection
+                // (`Events::recv_target`); nothing else touches them during this call.
+                Some((ptr, len)) => (unsafe { std::slice::from_raw_parts_mut(ptr, len) }, true),
+                None => (&mut self.rbuf[..], false),
+            };
+            let cap = dest.len();
+            match sock.read(dest) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
                     self.counters.recv_events.fetch_add(1, Ordering::Relaxed);
-                    events.data(&self.rbuf[..n]);
-                    if n < self.rbuf.len() {
+                    if direct {
+                        events.received(n);
+                    } else {
+                        events.data(&self.rbuf[..n]);
+                    }
+                    if n < cap {
                         return Ok(true);
                     }
                 }

@@ -246,6 +246,32 @@ pub struct FrameDecoder {
     /// next call (the frame borrowed them until then).
     carry_yielded: usize,
     poisoned: bool,
+    /// FetchResponse payloads at least this long are detached (see [`Detached`]).
+    detach_min: Option<u32>,
+}
+
+/// The start of a frame whose payload the decoder will not assemble: a FetchResponse
+/// of at least [`FrameDecoder::detach_fetch_payloads`] bytes that was not complete in the
+/// bytes fed so far. Its header is validated; `payload` holds the first payload bytes
+/// (all the rest of the chunk). The caller takes the remaining
+/// `header.payload_length - payload.len()` bytes of the stream itself — into the
+/// buffer the data is destined for, with no copy through the decoder — verifies the
+/// payload CRC, and feeds the decoder only what follows.
+#[derive(Debug)]
+pub struct Detached<'a> {
+    /// The frame's header.
+    pub header: Header,
+    /// The payload bytes fed so far.
+    pub payload: &'a [u8],
+}
+
+/// What [`Frames::next_item`] yields.
+#[derive(Debug)]
+pub enum Item<'a> {
+    /// A complete, validated frame.
+    Frame(Frame<'a>),
+    /// The start of a detached FetchResponse.
+    Detached(Detached<'a>),
 }
 
 impl FrameDecoder {
@@ -262,7 +288,14 @@ impl FrameDecoder {
             carry: Vec::new(),
             carry_yielded: 0,
             poisoned: false,
+            detach_min: None,
         }
+    }
+
+    /// From now on, [`Frames::next_item`] detaches FetchResponse frames with a payload of
+    /// at least `min` bytes that are not complete in the bytes fed so far (`None`: never).
+    pub fn detach_fetch_payloads(&mut self, min: Option<u32>) {
+        self.detach_min = min;
     }
 
     /// Starts decoding `chunk`, continuing any frame left incomplete by earlier chunks.
@@ -317,9 +350,44 @@ pub struct Frames<'a> {
 
 impl Frames<'_> {
     /// The next complete frame, `None` when the chunk is used up (its incomplete tail is
-    /// kept), or the error that poisoned the decoder (returned once).
+    /// kept), or the error that poisoned the decoder (returned once). Never detaches.
     #[allow(clippy::should_implement_trait)]
     pub fn next_frame(&mut self) -> Option<Result<Frame<'_>, FrameError>> {
+        match self.next(false)? {
+            Ok(Item::Frame(f)) => Some(Ok(f)),
+            Ok(Item::Detached(_)) => unreachable!("detaching is off"),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Like [`Frames::next_frame`], but yields [`Item::Detached`] for a large
+    /// FetchResponse when [`FrameDecoder::detach_fetch_payloads`] asks for it. After one,
+    /// the chunk is used up.
+    ///
+    /// ```
+    /// use lnc_uring::proto::{Checksum, FetchResponse, FrameDecoder, Item, Response};
+    ///
+    /// let data = vec![7u8; 100_000];
+    /// let mut wire = Vec::new();
+    /// Response::Fetch(FetchResponse { next_offset: 100_000, record_count: 1, data: &data })
+    ///     .encode(Checksum::Ieee, &mut wire);
+    /// let mut dec = FrameDecoder::new(Checksum::Ieee);
+    /// dec.detach_fetch_payloads(Some(16 * 1024));
+    /// let mut frames = dec.feed(&wire[..1000]);
+    /// match frames.next_item() {
+    ///     Some(Ok(Item::Detached(d))) => {
+    ///         assert_eq!(d.header.payload_length, 100_016);
+    ///         assert_eq!(d.payload.len(), 1000 - 44); // the rest is the caller's to read
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    pub fn next_item(&mut self) -> Option<Result<Item<'_>, FrameError>> {
+        let detach = self.dec.detach_min.is_some();
+        self.next(detach)
+    }
+
+    fn next(&mut self, detach: bool) -> Option<Result<Item<'_>, FrameError>> {
         let dec = &mut *self.dec;
         if dec.poisoned {
             return None;
@@ -345,6 +413,18 @@ impl Frames<'_> {
             // hold more than one frame when a caller stopped iterating early.)
             let total = HEADER_LEN + header.payload_length as usize;
             let rest = &self.chunk[self.pos..];
+            if detach
+                && dec.carry.len() == HEADER_LEN
+                && detachable(&header, dec.detach_min)
+                && rest.len() < total - HEADER_LEN
+            {
+                dec.carry.clear();
+                self.pos = self.chunk.len();
+                return Some(Ok(Item::Detached(Detached {
+                    header,
+                    payload: rest,
+                })));
+            }
             let take = total.saturating_sub(dec.carry.len()).min(rest.len());
             dec.carry.extend_from_slice(&rest[..take]);
             self.pos += take;
@@ -356,10 +436,10 @@ impl Frames<'_> {
                 return Some(Err(poison(dec, e)));
             }
             dec.carry_yielded = total;
-            return Some(Ok(Frame {
+            return Some(Ok(Item::Frame(Frame {
                 header,
                 payload: &dec.carry[HEADER_LEN..total],
-            }));
+            })));
         }
 
         if rest.is_empty() {
@@ -375,6 +455,13 @@ impl Frames<'_> {
             Err(e) => return Some(Err(poison(dec, e))),
         };
         let total = HEADER_LEN + header.payload_length as usize;
+        if rest.len() < total && detach && detachable(&header, dec.detach_min) {
+            self.pos = self.chunk.len();
+            return Some(Ok(Item::Detached(Detached {
+                header,
+                payload: &rest[HEADER_LEN..],
+            })));
+        }
         if rest.len() < total {
             dec.carry.reserve(total.min(rest.len() * 2));
             dec.carry.extend_from_slice(rest);
@@ -386,13 +473,20 @@ impl Frames<'_> {
             return Some(Err(poison(dec, e)));
         }
         self.pos += total;
-        Some(Ok(Frame { header, payload }))
+        Some(Ok(Item::Frame(Frame { header, payload })))
     }
 
     /// Bytes of the chunk not yet consumed.
     pub fn remaining(&self) -> usize {
         self.chunk.len() - self.pos
     }
+}
+
+/// A FetchResponse (control frame, response code 0x11) of at least `min` payload bytes.
+fn detachable(header: &Header, min: Option<u32>) -> bool {
+    min.is_some_and(|m| header.payload_length >= m)
+        && header.flags.is_control()
+        && header.batch_id == u64::from(super::control::ControlCode::FETCH_RESPONSE.0)
 }
 
 fn poison(dec: &mut FrameDecoder, e: FrameError) -> FrameError {

@@ -32,8 +32,8 @@ pub use control::{
 };
 pub use error::{FrameError, PayloadError, TlvError};
 pub use frame::{
-    ack_frame, encode_frame, ingest_header, keepalive_frame, seal_frame, Frame, FrameDecoder,
-    FrameKind, Frames,
+    ack_frame, encode_frame, ingest_header, keepalive_frame, seal_frame, Detached, Frame,
+    FrameDecoder, FrameKind, Frames, Item,
 };
 pub use header::{
     offset, Flags, Header, DEFAULT_PORT, HEADER_LEN, MAGIC, MAX_PAYLOAD_LEN, PROTOCOL_VERSION,

@@ -107,6 +107,8 @@ pub(crate) struct Uring {
     ring_id: u32,
     /// Receive buffer size in single-shot mode (after multishot is lost).
     single_len: usize,
+    /// The receive in flight writes straight into the session's target.
+    recv_direct: bool,
 
     efd_armed: bool,
     sock: Option<OwnedFd>,
@@ -195,8 +197,18 @@ impl Uring {
             features = features.without(probe::FIXED_FILES);
         }
         let (count, size) = cfg.recv_buffers;
-        let single_len = (count as usize * size).clamp(64 << 10, 1 << 20);
-        let recv = match setup_multishot(&ring, features, count, size) {
+        let single_len = if cfg.direct_receive {
+            // Headers and small replies only: large fetch replies go to their target.
+            size.max(4096)
+        } else {
+            (count as usize * size).clamp(64 << 10, 1 << 20)
+        };
+        let multishot = if cfg.direct_receive {
+            None
+        } else {
+            setup_multishot(&ring, features, count, size)
+        };
+        let recv = match multishot {
             Some(b) => Recv::Multishot(b),
             None => {
                 features = features.without(probe::RECV_MULTISHOT | probe::BUF_RING);
@@ -235,6 +247,7 @@ impl Uring {
             features,
             ring_id: NEXT_RING_ID.fetch_add(1, Ordering::Relaxed),
             single_len,
+            recv_direct: false,
             efd_armed: false,
             sock: None,
             link: Link::Idle,
@@ -294,24 +307,37 @@ impl Uring {
         Ok(())
     }
 
-    fn arm_recv(&mut self) -> io::Result<()> {
+    fn arm_recv(&mut self, events: &mut dyn Events) -> io::Result<()> {
         if self.recv_armed || self.link != Link::Up || self.closing {
             return Ok(());
         }
+        self.recv_direct = false;
         let e = match &self.recv {
             Recv::Multishot(_) => {
                 on_sock!(self, |fd| opcode::RecvMulti::new(fd, BUF_GROUP).build())
             }
-            Recv::Single(b) => {
-                let (p, len) = (b.as_ptr(), b.len() as u32);
-                on_sock!(self, |fd| opcode::Recv::new(fd, p, len).build())
-            }
+            Recv::Single(b) => match events.recv_target() {
+                Some((p, len)) => {
+                    // Straight into the destination, all of it in one completion.
+                    self.recv_direct = true;
+                    let len = len.min(u32::MAX as usize) as u32;
+                    on_sock!(self, |fd| opcode::Recv::new(fd, p, len)
+                        .flags(libc::MSG_WAITALL)
+                        .build())
+                }
+                None => {
+                    let (p, len) = (b.as_ptr(), b.len() as u32);
+                    on_sock!(self, |fd| opcode::Recv::new(fd, p, len).build())
+                }
+            },
         }
         .user_data(UD_RECV);
         // SAFETY: the receive writes only into the provided buffer ring or the single
-        // receive buffer, both owned by `self` and outliving the ring; the buffer is not
-        // read until this receive completes. The socket stays open until every operation
-        // on it has completed.
+        // receive buffer, both owned by `self` and outliving the ring, or into the
+        // session's receive target, which it keeps valid and unmoved until `received` or
+        // the end of the connection (`Events::recv_target`); none is read until this
+        // receive completes. The socket stays open until every operation on it has
+        // completed.
         unsafe { self.push(e)? };
         self.recv_armed = true;
         self.sock_ops += 1;
@@ -553,7 +579,7 @@ impl Uring {
                     self.zc_sends = 0;
                     self.zc_copied = 0;
                     events.connected();
-                    self.arm_recv()?;
+                    self.arm_recv(events)?;
                 } else {
                     let e = if self.closing {
                         io::Error::new(
@@ -610,6 +636,7 @@ impl Uring {
                         bufs.publish();
                     }
                 }
+                Recv::Single(_) if self.recv_direct => events.received(res as usize),
                 Recv::Single(buf) => {
                     if !self.closing {
                         // SAFETY: the single-shot receive into `buf` has completed and
@@ -646,7 +673,7 @@ impl Uring {
         } else if res < 0 && res != -libc::ECANCELED {
             self.begin_close(Some(io::Error::from_raw_os_error(-res)));
         }
-        self.arm_recv()
+        self.arm_recv(events)
     }
 
     fn handle_send_zc(&mut self, seq: u64, res: i32, flags: u32, events: &mut dyn Events) {
@@ -824,7 +851,7 @@ impl Io for Uring {
     fn poll(&mut self, timeout: Option<Duration>, events: &mut dyn Events) -> io::Result<()> {
         self.arm_eventfd()?;
         self.progress_close(events)?;
-        self.arm_recv()?;
+        self.arm_recv(events)?;
         self.start_send()?;
         self.enter(timeout)?;
         loop {
