@@ -12,6 +12,9 @@
 //! --cases produce,read    produce (server in discard mode) and/or read-back
 //! --read-size 1024        record size of the preloaded read-back topic
 //! --json                  one JSON object per run and per summary row instead of tables
+//! --api produce           lnc-uring's send call: produce (no ticket; failures reported by
+//!                         flush), tickets (send_async, ticket dropped), many
+//!                         (produce_many of 1024 records at a time)
 //! ```
 //!
 //! * Server: this binary re-executed with `--role server`: the embedded `TestServer`,
@@ -41,13 +44,17 @@ use std::time::{Duration, Instant};
 
 use lnc_uring::testkit::TestServer;
 use lnc_uring::{
-    Backend, ConnectionConfig, ConsumerConfig, Producer, ProducerConfig, StandaloneConsumer,
+    Backend, ConnectionConfig, ConsumerConfig, ProduceRecord, Producer, ProducerConfig,
+    StandaloneConsumer,
 };
 
 #[path = "support/floor.rs"]
 mod floor;
 
 const CLIENTS: [&str; 3] = ["floor", "uring", "poll"];
+
+/// The send call the lnc-uring clients use (`--api`).
+static API: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 const MAX_FETCH: u32 = 1 << 20;
 
 fn main() {
@@ -247,7 +254,14 @@ fn client_main(args: &[String]) {
             )
             .records
         }
-        ("produce", c) => produce(addr, topic, backend(c), size, records),
+        ("produce", c) => produce(
+            addr,
+            topic,
+            backend(c),
+            size,
+            records,
+            &opt(args, "api").unwrap_or_else(|| "produce".into()),
+        ),
         ("read", "floor") => {
             floor::fetch_all(addr, topic, MAX_FETCH, bytes);
             records
@@ -260,13 +274,31 @@ fn client_main(args: &[String]) {
     println!("RESULT {done} {wall} {cpu}");
 }
 
-fn produce(addr: SocketAddr, topic: u32, backend: Backend, size: usize, n: u64) -> u64 {
+fn produce(addr: SocketAddr, topic: u32, backend: Backend, size: usize, n: u64, api: &str) -> u64 {
     let cfg = ProducerConfig::default()
         .with_connection(ConnectionConfig::new(addr.to_string()).with_backend(backend));
     let p = Producer::with_config(cfg).unwrap();
     let v = vec![0x5Au8; size];
-    for _ in 0..n {
-        p.send_async(topic, &v).unwrap();
+    match api {
+        "tickets" => {
+            for _ in 0..n {
+                p.send_async(topic, &v).unwrap();
+            }
+        }
+        "many" => {
+            let chunk = vec![ProduceRecord::Raw(&v); 1024];
+            let mut left = n as usize;
+            while left > 0 {
+                let k = left.min(chunk.len());
+                p.produce_many(topic, &chunk[..k]).unwrap();
+                left -= k;
+            }
+        }
+        _ => {
+            for _ in 0..n {
+                p.produce(topic, ProduceRecord::Raw(&v)).unwrap();
+            }
+        }
     }
     p.flush(Duration::from_secs(300)).unwrap();
     let s = p.stats();
@@ -351,6 +383,7 @@ fn run_client(server: &Server, client: &str, op: &str, size: usize, records: u64
     let srv0 = proc_cpu(server.child.id());
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--role", "client", "--client", client, "--op", op])
+        .args(["--api", API.get().map_or("produce", |s| s.as_str())])
         .args(["--addr", &server.addr.to_string()])
         .args(["--topic", &server.topic.to_string()])
         .args(["--size", &size.to_string()])
@@ -435,6 +468,8 @@ fn parent_main(args: &[String]) {
     let runs: usize = opt_num(args, "runs", 3).max(1);
     let read_size: usize = opt_num(args, "read-size", 1024);
     let json = args.iter().any(|a| a == "--json");
+    API.set(opt(args, "api").unwrap_or_else(|| "produce".into()))
+        .expect("set once");
     let only = opt(args, "only").unwrap_or_else(|| CLIENTS.join(","));
     let cases_opt = opt(args, "cases").unwrap_or_else(|| "produce,read".into());
     let mut clients: Vec<&'static str> = CLIENTS

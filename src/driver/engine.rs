@@ -379,7 +379,7 @@ impl<I: Io> Loop<I> {
                 wake_at.map(|t| t.saturating_duration_since(now))
             };
             if !spinning {
-                self.waker.set_asleep(wake_at);
+                self.waker.set_asleep(wake_at, self.io.write_in_flight());
                 if !self.rx.is_empty() {
                     timeout = Some(Duration::ZERO);
                 }

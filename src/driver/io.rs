@@ -37,6 +37,9 @@ pub(crate) trait Io {
     fn link(&self) -> Link;
     /// Whether another frame may be queued for sending now.
     fn can_queue(&self) -> bool;
+    /// Whether a write is in progress whose completion will wake the loop (data queued
+    /// meanwhile waits for it anyway).
+    fn write_in_flight(&self) -> bool;
     /// Queues a frame of `len` bytes at `ptr`, which the session keeps valid and
     /// unchanged until `Events::sent` reports `key` or `Events::closed` is reported.
     /// `reg` is the frame buffer's registration, if it has one.

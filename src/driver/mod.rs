@@ -273,7 +273,7 @@ impl Driver {
             }
             return;
         }
-        self.waker.wake();
+        self.waker.wake_for_data();
     }
 
     /// `Some(error)` once the thread has stopped by itself (a backend failure, a panic);

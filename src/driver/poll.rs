@@ -243,6 +243,11 @@ impl Io for PollIo {
         self.link == Link::Up && self.pending.len() < 1024
     }
 
+    fn write_in_flight(&self) -> bool {
+        // Data the socket did not take: poll(2) waits for POLLOUT, which wakes the loop.
+        self.link == Link::Up && !self.pending.is_empty()
+    }
+
     fn queue(&mut self, key: TxKey, ptr: *const u8, len: usize, _reg: Option<Registration>) {
         self.pending.push_back(Pending {
             key,

@@ -16,7 +16,9 @@ use super::ledger::Ledger;
 use super::record::ProduceRecord;
 use crate::buffers::{BufferPool, FrameBuf};
 use crate::delivery::{DeliverySlot, DeliveryTicket, SlotPool};
-use crate::proto::{compress_records, ingest_header, seal_frame, HEADER_LEN};
+use crate::proto::{
+    compress_records, ingest_header, seal_frame, RecordType, HEADER_LEN, TLV_HEADER_LEN,
+};
 use crate::session::{after, Batch};
 
 /// Topic ids below this are looked up by index; others in a map.
@@ -82,6 +84,16 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
+    /// Whether nothing is in it.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.batches.iter().all(Option::is_none) && self.linger.is_none()
+    }
+
+    /// Whether it can take the two batches one record may seal.
+    fn has_room(&self) -> bool {
+        self.batches.iter().all(Option::is_none)
+    }
+
     fn push(&mut self, b: Batch) {
         let slot = self
             .batches
@@ -103,14 +115,62 @@ pub(crate) enum Lingering {
     Idle,
 }
 
-/// The outcome of one attempt to append a record.
-#[derive(Debug)]
-pub(crate) enum Append {
-    Done(DeliveryTicket, Outbox),
-    /// No buffer was free: submit the outbox, get a buffer (waiting as the policy says)
-    /// and try again with it.
-    NeedBuffer(Outbox),
+/// A record reserved in a lane's open batch, written in place by the caller; the lane
+/// stays locked until it is committed or dropped (dropping abandons it).
+pub(crate) struct ClaimGuard<'a> {
+    lane: &'a Lane,
+    st: MutexGuard<'a, LaneState>,
+    /// Where the record starts in the batch buffer.
+    start: usize,
 }
+
+impl fmt::Debug for ClaimGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClaimGuard")
+            .field("topic_id", &self.lane.topic_id)
+            .field("start", &self.start)
+            .finish()
+    }
+}
+
+impl ClaimGuard<'_> {
+    /// The reserved value bytes.
+    pub(crate) fn value(&mut self) -> &mut [u8] {
+        let open = self.st.open.as_mut().expect("claimed");
+        &mut open.buf.data[self.start + TLV_HEADER_LEN..]
+    }
+
+    /// Makes the record part of the batch; with `ticket`, returns its ticket.
+    pub(crate) fn commit(
+        mut self,
+        ctx: &LaneCtx,
+        ticket: bool,
+        out: &mut Outbox,
+    ) -> Option<DeliveryTicket> {
+        let open = self.st.open.as_mut().expect("claimed");
+        let t = ticket
+            .then(|| DeliveryTicket::new(open.slot.clone(), open.records, ctx.cfg.connection.spin));
+        self.lane.written(ctx, &mut self.st, out);
+        // Committed: nothing to undo.
+        self.start = usize::MAX;
+        t
+    }
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        if self.start != usize::MAX {
+            if let Some(open) = self.st.open.as_mut() {
+                open.buf.data.truncate(self.start);
+            }
+        }
+    }
+}
+
+/// An append that could not get a buffer: submit the outbox, get a buffer (waiting as
+/// the policy says) and try again with it.
+#[derive(Debug)]
+pub(crate) struct NeedBuffer;
 
 impl Lane {
     fn new(topic_id: u32, ledger: &Arc<Ledger>, slots: usize) -> Lane {
@@ -131,23 +191,30 @@ impl Lane {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends `record` (`size` encoded bytes, already validated). `fresh` is a buffer
-    /// obtained after an earlier [`Append::NeedBuffer`].
-    pub(crate) fn append(
+    /// Makes room for a record of `size` encoded bytes in the open batch: seals the
+    /// batch into `out` if the record does not fit, and opens one with a buffer (`fresh`,
+    /// the lane's spare, or a free pooled one). `Err` when no buffer is free.
+    fn make_room(
         &self,
         ctx: &LaneCtx,
-        record: &ProduceRecord<'_>,
+        st: &mut LaneState,
         size: usize,
-        mut fresh: Option<FrameBuf>,
-    ) -> Append {
-        let mut out = Outbox::default();
+        fresh: &mut Option<FrameBuf>,
+        out: &mut Outbox,
+    ) -> Result<(), NeedBuffer> {
         let oversized = HEADER_LEN + size > ctx.pool.capacity();
-        let mut st = self.lock();
-        let st = &mut *st;
         if let Some(open) = &st.open {
             let room = open.buf.data.capacity() - open.buf.data.len();
             if oversized || size > room {
-                out.push(self.seal(ctx, st));
+                if open.records > 0 {
+                    out.push(self.seal(ctx, st));
+                } else {
+                    // Empty (a claim was abandoned): keep its buffer, never send it.
+                    let empty = st.open.take().expect("checked");
+                    if st.spare.is_none() && empty.buf.data.capacity() == ctx.pool.capacity() {
+                        st.spare = Some(empty.buf);
+                    }
+                }
             }
         }
         if st.open.is_none() {
@@ -159,49 +226,127 @@ impl Lane {
                     .or_else(|| st.spare.take())
                     .or_else(|| ctx.pool.try_take())
             };
-            let Some(buf) = buf else {
-                return Append::NeedBuffer(out);
-            };
-            self.open(ctx, st, buf, &mut out);
+            let buf = buf.ok_or(NeedBuffer)?;
+            self.open(st, buf);
         } else if let Some(f) = fresh.take() {
             // Someone opened a batch meanwhile; keep the buffer for the next one.
             if st.spare.is_none() && !oversized {
                 st.spare = Some(f);
             }
         }
-        let open = st.open.as_mut().expect("opened above");
-        // Validated before, and the buffer has room: encoding cannot fail or reallocate.
-        let encoded = record.encode(&mut open.buf.data);
-        debug_assert!(encoded.is_ok());
-        let ticket = DeliveryTicket::new(open.slot.clone(), open.records, ctx.cfg.connection.spin);
+        Ok(())
+    }
+
+    /// A record was written into the open batch: counts it and seals the batch when it
+    /// is full (or always, with no linger, or for an oversized record).
+    fn written(&self, ctx: &LaneCtx, st: &mut LaneState, out: &mut Outbox) {
+        let open = st.open.as_mut().expect("room was made");
         open.records += 1;
-        if oversized
-            || open.buf.data.len() - HEADER_LEN >= ctx.cfg.batch_size
+        if open.records == 1 && !ctx.cfg.linger.is_zero() {
+            // Lingering starts with the first record (one clock read per batch).
+            let at = after(Instant::now(), ctx.cfg.linger);
+            open.linger_at = Some(at);
+            if !st.timer_armed {
+                // One timer per lane: when it fires for a batch already sealed, the
+                // driver re-arms it for the batch open then.
+                st.timer_armed = true;
+                out.linger = Some((at, self.topic_id, open.gen));
+            }
+        }
+        let len = open.buf.data.len() - HEADER_LEN;
+        if len >= ctx.cfg.batch_size
             || ctx.cfg.linger.is_zero()
+            || open.buf.data.capacity() != ctx.pool.capacity()
         {
             out.push(self.seal(ctx, st));
         }
-        Append::Done(ticket, out)
     }
 
-    fn open(&self, ctx: &LaneCtx, st: &mut LaneState, mut buf: FrameBuf, out: &mut Outbox) {
+    /// Appends `record` (`size` encoded bytes, already validated); with `ticket`, returns
+    /// a ticket for its outcome.
+    pub(crate) fn append(
+        &self,
+        ctx: &LaneCtx,
+        record: &ProduceRecord<'_>,
+        size: usize,
+        ticket: bool,
+        fresh: &mut Option<FrameBuf>,
+        out: &mut Outbox,
+    ) -> Result<Option<DeliveryTicket>, NeedBuffer> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        self.make_room(ctx, st, size, fresh, out)?;
+        let open = st.open.as_mut().expect("room was made");
+        // Validated before, and the buffer has room: encoding cannot fail or reallocate.
+        let encoded = record.encode(&mut open.buf.data);
+        debug_assert!(encoded.is_ok());
+        let t = ticket
+            .then(|| DeliveryTicket::new(open.slot.clone(), open.records, ctx.cfg.connection.spin));
+        self.written(ctx, st, out);
+        Ok(t)
+    }
+
+    /// Appends records from the front of `records` (each validated, with its encoded
+    /// size) under one lock, until they run out or `out` could not take two more sealed
+    /// batches. Returns how many were appended (`Err` carries it when a buffer is needed).
+    pub(crate) fn append_many(
+        &self,
+        ctx: &LaneCtx,
+        records: &[ProduceRecord<'_>],
+        fresh: &mut Option<FrameBuf>,
+        out: &mut Outbox,
+    ) -> Result<usize, (usize, NeedBuffer)> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        for (i, record) in records.iter().enumerate() {
+            if !out.has_room() {
+                return Ok(i);
+            }
+            self.make_room(ctx, st, record.encoded_len(), fresh, out)
+                .map_err(|e| (i, e))?;
+            let open = st.open.as_mut().expect("room was made");
+            let encoded = record.encode(&mut open.buf.data);
+            debug_assert!(encoded.is_ok());
+            self.written(ctx, st, out);
+        }
+        Ok(records.len())
+    }
+
+    /// Reserves a RawData record of `len` value bytes in the open batch; the lane stays
+    /// locked until the returned guard commits or drops.
+    pub(crate) fn claim<'a>(
+        &'a self,
+        ctx: &LaneCtx,
+        len: usize,
+        fresh: &mut Option<FrameBuf>,
+        out: &mut Outbox,
+    ) -> Result<ClaimGuard<'a>, NeedBuffer> {
+        let mut st = self.lock();
+        self.make_room(ctx, &mut st, TLV_HEADER_LEN + len, fresh, out)?;
+        let open = st.open.as_mut().expect("room was made");
+        let start = open.buf.data.len();
+        open.buf.data.push(RecordType::RAW_DATA.0);
+        open.buf.data.extend_from_slice(&(len as u32).to_le_bytes());
+        // Within the capacity checked above: no reallocation.
+        open.buf.data.resize(start + TLV_HEADER_LEN + len, 0);
+        Ok(ClaimGuard {
+            lane: self,
+            st,
+            start,
+        })
+    }
+
+    fn open(&self, st: &mut LaneState, mut buf: FrameBuf) {
         buf.data.clear();
         buf.data.resize(HEADER_LEN, 0);
         let gen = st.next_gen;
         st.next_gen += 1;
-        let linger_at = (!ctx.cfg.linger.is_zero()).then(|| after(Instant::now(), ctx.cfg.linger));
-        if let (Some(at), false) = (linger_at, st.timer_armed) {
-            // One timer per lane: when it fires for a batch already sealed, the driver
-            // re-arms it for the batch open then.
-            st.timer_armed = true;
-            out.linger = Some((at, self.topic_id, gen));
-        }
         st.open = Some(Open {
             buf,
             records: 0,
             slot: st.slots.take(self.topic_id),
             gen,
-            linger_at,
+            linger_at: None,
         });
     }
 
@@ -250,7 +395,7 @@ impl Lane {
         let mut st = self.lock();
         let st = &mut *st;
         match &st.open {
-            Some(o) if o.gen == gen => {
+            Some(o) if o.gen == gen && o.records > 0 => {
                 st.timer_armed = false;
                 Lingering::Sealed(self.seal(ctx, st))
             }

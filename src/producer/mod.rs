@@ -25,7 +25,7 @@ use crate::proto::HEADER_LEN;
 use crate::session::{after, Batch};
 use crate::{BufferLimit, Error};
 pub(crate) use lane::Lingering;
-use lane::{block_time, buffer_capacity, Append, LaneCtx, Lanes, Outbox};
+use lane::{block_time, buffer_capacity, LaneCtx, Lanes, NeedBuffer, Outbox};
 use ledger::Ledger;
 
 /// Percentiles of a latency distribution, in microseconds.
@@ -236,21 +236,160 @@ impl Producer {
         topic_id: u32,
         record: ProduceRecord<'_>,
     ) -> Result<DeliveryTicket, Error> {
+        self.append(topic_id, &record, true)
+            .map(|t| t.expect("a ticket was asked for"))
+    }
+
+    /// Sends one typed record without a ticket: the cheapest way to send. Its outcome
+    /// is reported by the next [`Producer::flush`] or [`Producer::close`] (as
+    /// [`Error::DeliveryFailed`] if it failed), and counted in [`Producer::stats`].
+    /// Fails immediately as [`Producer::send_record_async`] does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lnc_uring::{testkit::TestServer, ProduceRecord, Producer, ProducerConfig};
+    ///
+    /// let server = TestServer::start()?;
+    /// let topic = server.create_topic("ticks");
+    /// let producer = Producer::connect(&server.addr().to_string(), ProducerConfig::default())?;
+    /// for i in 0..1000u32 {
+    ///     producer.produce(topic, ProduceRecord::Raw(&i.to_le_bytes()))?;
+    /// }
+    /// producer.flush(Duration::from_secs(5))?; // every one acknowledged, or an error
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn produce(&self, topic_id: u32, record: ProduceRecord<'_>) -> Result<(), Error> {
+        self.append(topic_id, &record, false).map(drop)
+    }
+
+    /// Sends many records of one topic, in order, taking the topic's lock once per batch
+    /// rather than once per record; no tickets (outcomes as for [`Producer::produce`]).
+    /// Returns how many were accepted: all, unless an error (a full buffer, a closed
+    /// producer) stopped it — then the error, and the records before it stay accepted.
+    pub fn produce_many(&self, topic_id: u32, records: &[ProduceRecord<'_>]) -> Result<(), Error> {
+        self.check_open()?;
+        for r in records {
+            r.validate()?;
+        }
+        let lane = self.shared.lanes.get(topic_id);
+        let ctx = &self.shared.ctx;
+        let mut fresh: Option<FrameBuf> = None;
+        let mut rest = records;
+        while !rest.is_empty() {
+            let mut out = Outbox::default();
+            let step = lane.append_many(ctx, rest, &mut fresh, &mut out);
+            self.submit(out);
+            match step {
+                Ok(n) => rest = &rest[n..],
+                Err((n, NeedBuffer)) => {
+                    rest = &rest[n..];
+                    fresh = Some(self.acquire(rest[0].encoded_len())?);
+                }
+            }
+            self.check_open()?;
+        }
+        Ok(())
+    }
+
+    /// Writes a RawData record of `len` bytes in place: `write` gets the record's value
+    /// bytes inside the topic's current batch buffer (no copy of the value), and the
+    /// record is committed when it returns (Aeron's `tryClaim`, as a closure). The
+    /// topic's batch is locked while `write` runs, so keep it short; if it panics, the
+    /// record is abandoned. Returns a ticket for the outcome.
+    ///
+    /// ```
+    /// use lnc_uring::{testkit::TestServer, Producer, ProducerConfig};
+    ///
+    /// let server = TestServer::start()?;
+    /// let topic = server.create_topic("quotes");
+    /// let producer = Producer::connect(&server.addr().to_string(), ProducerConfig::default())?;
+    /// let ticket = producer.claim(topic, 16, |value| {
+    ///     value[..8].copy_from_slice(&42u64.to_le_bytes()); // price
+    ///     value[8..].copy_from_slice(&7u64.to_le_bytes()); // size
+    /// })?;
+    /// assert_eq!(ticket.wait()?.topic_id, topic);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn claim(
+        &self,
+        topic_id: u32,
+        len: usize,
+        write: impl FnOnce(&mut [u8]),
+    ) -> Result<DeliveryTicket, Error> {
+        self.claim_inner(topic_id, len, write, true)
+            .map(|t| t.expect("a ticket was asked for"))
+    }
+
+    /// [`Producer::claim`] without a ticket (outcome as for [`Producer::produce`]).
+    pub fn claim_nowait(
+        &self,
+        topic_id: u32,
+        len: usize,
+        write: impl FnOnce(&mut [u8]),
+    ) -> Result<(), Error> {
+        self.claim_inner(topic_id, len, write, false).map(drop)
+    }
+
+    fn claim_inner(
+        &self,
+        topic_id: u32,
+        len: usize,
+        write: impl FnOnce(&mut [u8]),
+        ticket: bool,
+    ) -> Result<Option<DeliveryTicket>, Error> {
+        self.check_open()?;
+        let size = crate::proto::TLV_HEADER_LEN + len;
+        if size > crate::proto::MAX_PAYLOAD_LEN as usize {
+            return Err(Error::RecordTooLarge {
+                size,
+                max: crate::proto::MAX_PAYLOAD_LEN as usize,
+            });
+        }
+        let lane = self.shared.lanes.get(topic_id);
+        let ctx = &self.shared.ctx;
+        let mut fresh: Option<FrameBuf> = None;
+        loop {
+            let mut out = Outbox::default();
+            match lane.claim(ctx, len, &mut fresh, &mut out) {
+                Ok(mut guard) => {
+                    write(guard.value());
+                    let t = guard.commit(ctx, ticket, &mut out);
+                    self.submit(out);
+                    self.check_open()?;
+                    return Ok(t);
+                }
+                Err(NeedBuffer) => {
+                    self.submit(out);
+                    fresh = Some(self.acquire(size)?);
+                    self.check_open()?;
+                }
+            }
+        }
+    }
+
+    /// The common path of every send: one lane lock, one copy.
+    fn append(
+        &self,
+        topic_id: u32,
+        record: &ProduceRecord<'_>,
+        ticket: bool,
+    ) -> Result<Option<DeliveryTicket>, Error> {
         self.check_open()?;
         record.validate()?;
         let size = record.encoded_len();
         let lane = self.shared.lanes.get(topic_id);
         let mut fresh: Option<FrameBuf> = None;
         loop {
-            match lane.append(&self.shared.ctx, &record, size, fresh.take()) {
-                Append::Done(ticket, out) => {
-                    self.submit(out);
-                    // A driver that stopped meanwhile failed the batch; say so now.
-                    self.check_open()?;
-                    return Ok(ticket);
-                }
-                Append::NeedBuffer(out) => {
-                    self.submit(out);
+            let mut out = Outbox::default();
+            let step = lane.append(&self.shared.ctx, record, size, ticket, &mut fresh, &mut out);
+            if !out.is_empty() {
+                self.submit(out);
+                // A driver that stopped meanwhile failed the batch; say so now.
+                self.check_open()?;
+            }
+            match step {
+                Ok(t) => return Ok(t),
+                Err(NeedBuffer) => {
                     fresh = Some(self.acquire(size)?);
                     self.check_open()?;
                 }

@@ -84,6 +84,13 @@ impl ProduceRecord<'_> {
     }
 
     pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+        if let ProduceRecord::Raw(v) = *self {
+            // The common case, without the general encoder's checks (done by `validate`).
+            out.push(RecordType::RAW_DATA.0);
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v);
+            return Ok(());
+        }
         match *self {
             ProduceRecord::Raw(v) => encode_record(out, RecordType::RAW_DATA, &[v])?,
             ProduceRecord::Typed(t, v) => encode_record(out, t, &[v])?,

@@ -760,6 +760,10 @@ impl Io for Uring {
         self.link == Link::Up && !self.closing && self.sendq.len() < 4096
     }
 
+    fn write_in_flight(&self) -> bool {
+        self.send_inflight
+    }
+
     fn queue(&mut self, key: TxKey, ptr: *const u8, len: usize, reg: Option<Registration>) {
         let fixed = reg.filter(|r| r.ring == self.ring_id).map(|r| r.index);
         self.sendq.push(Pending {
