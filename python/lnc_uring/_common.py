@@ -82,6 +82,8 @@ def producer_args(address: str, cfg: ProducerConfig) -> tuple:
         cfg.keepalive_interval_s,
         cfg.buffer_memory,
         cfg.delivery_timeout_s,
+        cfg.max_retries,
+        cfg.drop_timeout_s,
     )
 
 

@@ -285,6 +285,8 @@ class StandaloneConsumer:
         return consumer
 
     def close(self) -> None:
+        """Closes; with auto-commit on, first commits every record ``poll`` returned.
+        Idempotent; leaving ``with`` calls it."""
         if self._core.closed:
             return
         if self._python_store and self._config.auto_commit_interval_s is not None:
@@ -315,11 +317,11 @@ class StandaloneConsumer:
 
     def poll(self, timeout: float | None = None) -> PollResult | None:
         """The next records, or ``None`` (see the async flavour for ``timeout``)."""
-        result = self._core.poll(timeout)
         if self._python_store and self._config.auto_commit_interval_s is not None:
+            # Commits what earlier polls returned, never what this one returns.
             if time.monotonic() - self._last_commit >= self._config.auto_commit_interval_s:
                 self.commit()
-        return result
+        return self._core.poll(timeout)
 
     def end_offset(self) -> int:
         """The end of the topic's log now."""
@@ -337,6 +339,11 @@ class StandaloneConsumer:
             self.seek_to_end()
         else:
             raise ValueError(f"not a seek position: {position!r}")
+
+    def skip_bad_record(self) -> int:
+        """Moves past the damaged record the last ``poll`` raised; returns the new
+        position (see the async flavour). (lnc-uring)"""
+        return self._core.skip_bad_record()
 
     def rewind(self) -> None:
         self._core.rewind()

@@ -130,6 +130,14 @@ class ProducerConfig:
     buffer_memory: int = 32 * 1024 * 1024
     #: (lnc-uring) Each record is acknowledged or failed within this time.
     delivery_timeout_s: float = 120.0
+    #: (lnc-uring) Resends of a batch after a retryable error, a lost connection or a
+    #: silent server, at most (each may store it again: delivery is at-least-once).
+    #: A batch given up after being sent fails with ``TimeoutError``
+    #: (``outcome_unknown``: it may or may not be stored).
+    max_retries: int = 5
+    #: (lnc-uring) How long a producer garbage-collected without ``close()`` waits for
+    #: its records before failing them (what was lost is written to standard error).
+    drop_timeout_s: float = 5.0
 
     def with_batch_size(self, size: int) -> ProducerConfig:
         self.batch_size = size
@@ -171,6 +179,16 @@ class ProducerConfig:
     def with_delivery_timeout(self, timeout_s: float) -> ProducerConfig:
         """(lnc-uring) Sets ``delivery_timeout_s``."""
         self.delivery_timeout_s = timeout_s
+        return self
+
+    def with_max_retries(self, n: int) -> ProducerConfig:
+        """(lnc-uring) Sets ``max_retries``."""
+        self.max_retries = n
+        return self
+
+    def with_drop_timeout(self, timeout_s: float) -> ProducerConfig:
+        """(lnc-uring) Sets ``drop_timeout_s``."""
+        self.drop_timeout_s = timeout_s
         return self
 
 

@@ -15,6 +15,18 @@ completes on the event loop. Differences from the seed client, where it was wron
 
 Cancelling a task awaiting ``poll`` keeps the records it fetched: the next ``poll``
 returns them, and commits stop before them.
+
+Commits (``auto_commit_interval_s``): a ``poll`` commits, when the interval has passed,
+only the records returned before it — calling ``poll`` again is what says they were
+processed; the records it returns are committed by a later poll, ``commit()``, or
+``close()`` (also on leaving ``async with``), which commits every record returned. A
+consumer dropped without ``close()`` commits only what was returned before its latest
+poll.
+
+A damaged record in the log (a header declaring a length no frame can carry) makes
+``poll`` return the records before it, then raise
+:class:`~lnc_uring.InvalidFrameError` with its ``offset``; ``skip_bad_record()`` moves
+past it.
 """
 
 from __future__ import annotations
@@ -83,7 +95,9 @@ class StandaloneConsumer:
         return consumer
 
     async def close(self) -> None:
-        """Commits (with auto-commit on) and closes. Idempotent."""
+        """Closes; with auto-commit on, first commits every record ``poll`` returned
+        (those of a cancelled poll were never returned and are not committed).
+        Idempotent; leaving ``async with`` calls it."""
         if self._core.closed:
             return
         if self._python_store and self._config.auto_commit_interval_s is not None:
@@ -123,13 +137,14 @@ class StandaloneConsumer:
         between empty polls). With ``timeout`` (seconds) it fetches every
         ``poll_interval_ms`` until records arrive or the time is up.
         """
-        completer, fut = _aio.prepare()
-        self._core.poll_future(completer, fut, timeout)
-        result = await fut
         if self._python_store and self._config.auto_commit_interval_s is not None:
+            # Polling again means the records returned so far were processed: commit
+            # those (never the ones this poll returns).
             if time.monotonic() - self._last_commit >= self._config.auto_commit_interval_s:
                 await self.commit()
-        return result
+        completer, fut = _aio.prepare()
+        self._core.poll_future(completer, fut, timeout)
+        return await fut
 
     def seek(self, offset: int) -> None:
         """Moves to byte offset ``offset`` (a record boundary: 0, or an offset a
@@ -147,6 +162,16 @@ class StandaloneConsumer:
             self.seek_to_end()
         else:
             raise ValueError(f"not a seek position: {position!r}")
+
+    async def skip_bad_record(self) -> int:
+        """Moves past the damaged record the last ``poll`` raised (an
+        :class:`~lnc_uring.InvalidFrameError` with ``offset``: the records before it were
+        returned), trusting the length its header declares; returns the new position.
+        If that length is absurd, ``seek`` to a known boundary or ``seek_to_end()``
+        instead. (lnc-uring)"""
+        completer, fut = _aio.prepare()
+        self._core.skip_bad_record_future(completer, fut)
+        return await fut
 
     def rewind(self) -> None:
         """Moves to the beginning (offset 0)."""

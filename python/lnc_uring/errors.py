@@ -12,6 +12,13 @@ Additions beyond the seed: :class:`ServerError` (any other server error, with it
 retryability), :class:`ConfigError` (a setting that cannot work) and
 :class:`DeliveryError` (records that failed with no caller to tell, reported by
 ``flush`` / ``close``).
+
+How the Rust core's outcomes map (``native_kind`` names the core's variant):
+``Stopped`` (the driver thread stopped), ``ConnectionDropped`` and ``Unreachable`` are
+:class:`ConnectionError`; ``PeerTimeout`` is a :class:`TimeoutError`, and so is
+``OutcomeUnknown`` (sent, never acknowledged, given up), with ``outcome_unknown`` set;
+``CorruptRecord`` is an :class:`InvalidFrameError` with ``offset``; ``DeliveryFailed``
+is a :class:`DeliveryError`.
 """
 
 from __future__ import annotations
@@ -43,7 +50,9 @@ class LanceError(Exception):
 
 
 class ConnectionError(LanceError):
-    """Connection-level errors (refused, closed, reset, client closed)."""
+    """Connection-level errors (refused, closed, reset, dropped by the client, server
+    unreachable, client closed, driver thread stopped). Those of a closed client or a
+    stopped driver thread are not retryable: connect a new client."""
 
     def _default_retryable(self) -> bool:
         return True
@@ -54,11 +63,30 @@ class ProtocolError(LanceError):
 
 
 class InvalidFrameError(ProtocolError):
-    """CRC mismatch or malformed header."""
+    """CRC mismatch or malformed header; also a damaged record in the log, which a
+    consumer's ``poll`` raises with ``offset`` (the record's byte offset) and
+    ``reason`` set, after returning every record before it: ``skip_bad_record()`` moves
+    past it, ``seek`` elsewhere."""
+
+    #: Byte offset of the damaged record (a consumer's ``poll``), else ``None``.
+    offset: int | None = None
+    #: What is wrong with it.
+    reason: str | None = None
 
 
 class TimeoutError(LanceError):
-    """Operation exceeded its deadline (connect, request, delivery, flush)."""
+    """Operation exceeded its deadline (connect, request, delivery, flush), or the
+    server stopped answering (the connection is then dropped and made anew).
+
+    ``outcome_unknown`` is true for a record that was sent and never acknowledged, then
+    given up (after ``attempts`` sends; the reason is the ``__cause__``): the server
+    may or may not have stored it.
+    """
+
+    #: Sent, never acknowledged, given up: it may or may not be stored.
+    outcome_unknown: bool = False
+    #: Times such a record was sent.
+    attempts: int | None = None
 
     def _default_retryable(self) -> bool:
         return True
@@ -136,25 +164,46 @@ class ConfigError(LanceError, ValueError):
 
 
 class DeliveryError(LanceError):
-    """Records failed and no caller was waiting for them: records sent with
-    ``send_async``, or sends whose awaiting task was cancelled. Raised by ``flush`` and
-    ``close``, which report each failure once.
+    """Records failed and no caller was told: records sent with ``send_async``, or sends
+    whose awaiting task was cancelled. Raised by ``flush()`` and ``close()``.
+
+    Every record gets exactly one outcome: a failure raised by the ``send`` /
+    ``send_batch`` that awaited it is not raised again; every other failure is raised
+    by the first ``flush()`` / ``close()`` that returns after it.
 
     ``failures`` lists ``(record_id, exception)`` pairs (record ids are what ``send`` /
-    ``send_async`` returned); ``more`` counts failures beyond the first 1000.
+    ``send_async`` returned); ``more`` counts failures beyond the first 1000;
+    ``failed`` is the number of failed records and ``first`` the first failure (also
+    the ``__cause__``). An error of the Rust core's ``DeliveryFailed`` kind raised
+    elsewhere has ``failed`` and ``first`` and an empty ``failures`` list.
     """
 
-    def __init__(self, failures: list[tuple[int, LanceError]], more: int = 0) -> None:
-        n = len(failures) + more
-        first = f": first {failures[0][1]!r}" if failures else ""
-        super().__init__(f"{n} record(s) failed{first}")
+    def __init__(
+        self,
+        failures: list[tuple[int, LanceError]] | None = None,
+        more: int = 0,
+        *,
+        failed: int | None = None,
+        first: LanceError | None = None,
+    ) -> None:
+        failures = list(failures or [])
+        if first is None and failures:
+            first = failures[0][1]
+        n = len(failures) + more if failed is None else failed
+        cause = f"; first failure: {first}" if first is not None else ""
+        super().__init__(f"{n} record(s) were not delivered{cause}")
         self.failures = failures
         self.more = more
-        if failures:
-            self.__cause__ = failures[0][1]
+        self.failed = n
+        self.first = first
+        if first is not None:
+            self.__cause__ = first
 
     def is_retryable(self) -> bool:
-        return bool(self.failures) and all(e.is_retryable() for _, e in self.failures)
+        """Whether sending those records again can succeed: every failure is
+        retryable."""
+        errors = [e for _, e in self.failures] or ([self.first] if self.first is not None else [])
+        return bool(errors) and all(e.is_retryable() for e in errors)
 
 
 def validate_topic_name(name: str) -> None:

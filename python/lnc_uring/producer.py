@@ -10,7 +10,17 @@
   seed returned as batch ids (it sent one batch per call).
 * Cancelling a task that awaits ``send`` does not withdraw the record: it is still
   delivered, and if it fails, ``flush()`` / ``close()`` report it.
-* When ``buffer_memory`` is full, sends wait (asynchronously) for acknowledgements.
+* Every record gets exactly one outcome, and the caller can always learn it: a failure
+  is raised either by the ``send`` / ``send_batch`` that awaited the record, or (nobody
+  awaited it) by the first ``flush()`` / ``close()`` that returns after it, as a
+  :class:`~lnc_uring.DeliveryError` listing ``(record_id, exception)``. A record sent
+  and never acknowledged, then given up, fails with ``TimeoutError`` whose
+  ``outcome_unknown`` is true: the server may or may not have stored it.
+* When ``buffer_memory`` is full, sends wait (asynchronously) for acknowledgements,
+  also while the server is unreachable (pending records are acknowledged after a
+  reconnect or fail within ``delivery_timeout_s``, which makes room).
+* A producer garbage-collected without ``close()`` waits up to ``drop_timeout_s`` for
+  its records, then fails them and writes what was lost to standard error.
 """
 
 from __future__ import annotations
@@ -134,10 +144,14 @@ class Producer:
         return await fut
 
     async def flush(self, timeout: float = 30.0) -> None:
-        """Sends open batches and waits until every record is acknowledged or failed.
+        """Sends open batches and waits until every record sent before the call is
+        acknowledged or failed.
 
-        Raises ``TimeoutError`` if records are still unacknowledged after ``timeout``
-        seconds, and ``DeliveryError`` for failures no caller has seen.
+        Raises ``DeliveryError`` when records failed that no caller was told about
+        (``send_async``, cancelled sends), each failure once; ``TimeoutError`` if
+        records are still unacknowledged after ``timeout`` seconds (their failures, if
+        any, are raised by a later ``flush``/``close``); ``ConnectionError`` when the
+        producer is closed or its driver thread stopped.
         """
         completer, fut = _aio.prepare()
         self._core.flush_future(completer, fut, timeout)
@@ -145,7 +159,9 @@ class Producer:
 
     async def close(self, timeout: float | None = None) -> None:
         """Flushes (up to ``timeout``, default ``request_timeout_s``) and stops. Records
-        still unacknowledged then fail; failures are raised as in ``flush``."""
+        still unacknowledged then fail (``TimeoutError`` with ``outcome_unknown`` for
+        those sent). Raises ``DeliveryError`` for every failure no caller was told
+        about, as ``flush`` does. Idempotent; leaving ``async with`` calls it."""
         if self._core.closed:
             return
         completer, fut = _aio.prepare()

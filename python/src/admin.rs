@@ -14,7 +14,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::completion::{Build, Completer, Deliver};
-use crate::control::RawControl;
 use crate::errors::to_py;
 use crate::worker::Worker;
 
@@ -105,7 +104,6 @@ fn retention(max_age_secs: u64, max_bytes: u64) -> Retention {
 
 struct State {
     client: Mutex<Option<Arc<LanceClient>>>,
-    raw: RawControl,
 }
 
 impl State {
@@ -135,16 +133,14 @@ impl State {
             Op::Ping => Value::Seconds(c.ping()?.as_secs_f64()),
             Op::EndOffset(id) => Value::Offset(c.end_offset(id)?),
             Op::Subscribe(topic, start, max, consumer) => {
-                let (id, off) = self.raw.subscribe(topic, start, max, consumer)?;
-                Value::Pair(id, off)
+                Value::Pair(consumer, c.subscribe(topic, consumer, start, max)?)
             }
             Op::Unsubscribe(topic, consumer) => {
-                self.raw.unsubscribe(topic, consumer)?;
+                c.unsubscribe(topic, consumer)?;
                 Value::Unit
             }
             Op::CommitOffset(topic, consumer, offset) => {
-                let (id, off) = self.raw.commit_offset(topic, consumer, offset)?;
-                Value::Pair(id, off)
+                Value::Pair(consumer, c.commit_offset(topic, consumer, offset)?)
             }
         })
     }
@@ -227,18 +223,16 @@ impl AdminCore {
         request_timeout_s: f64,
         keepalive_interval_s: f64,
     ) -> PyResult<AdminCore> {
-        let cfg = ConnectionConfig::new(address.clone())
+        let cfg = ConnectionConfig::new(address)
             .with_connect_timeout(secs(connect_timeout_s)?)
             .with_request_timeout(secs(request_timeout_s)?)
             .with_keepalive_interval(secs(keepalive_interval_s)?);
-        let raw = RawControl::new(address, secs(connect_timeout_s)?, secs(request_timeout_s)?);
         let client = py
             .detach(move || LanceClient::with_config(cfg))
             .map_err(|e| to_py(py, e))?;
         Ok(AdminCore {
             state: Arc::new(State {
                 client: Mutex::new(Some(Arc::new(client))),
-                raw,
             }),
             worker: Worker::new("lnc-py-admin"),
         })
@@ -270,7 +264,6 @@ impl AdminCore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        self.state.raw.close();
         drop(c);
     }
 }

@@ -251,6 +251,26 @@ impl ConsumerCore {
         self.state.seek(SeekPosition::Offset(offset));
     }
 
+    /// Moves past the damaged record the last poll raised (`CorruptRecord`, an
+    /// `InvalidFrameError` with `offset`), trusting the length its header declares
+    /// (GIL released). Returns the new position.
+    fn skip_bad_record(&self, py: Python<'_>) -> PyResult<u64> {
+        let state = self.state.clone();
+        py.detach(move || state.with(|c, _| c.skip_bad_record()))
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// `skip_bad_record` on the worker thread; resolves `fut` with the new position.
+    fn skip_bad_record_future(&self, completer: &Completer, fut: Py<PyAny>) -> PyResult<()> {
+        let state = self.state.clone();
+        self.worker.run(completer, fut, move || {
+            let at = state.with(|c, _| c.skip_bad_record())?;
+            Ok(Box::new(Build(move |py: Python<'_>| {
+                Ok(at.into_pyobject(py)?.into_any().unbind())
+            })) as Box<dyn Deliver>)
+        })
+    }
+
     /// Moves to offset 0, applied before the next poll.
     fn rewind(&self) {
         self.state.seek(SeekPosition::Beginning);
@@ -286,7 +306,9 @@ impl ConsumerCore {
             .map_err(|e| to_py(py, e))
     }
 
-    /// Closes (GIL released): commits when auto-commit is on, then stops. Idempotent.
+    /// Closes (GIL released) with the crate's `close`: when auto-commit is on, commits
+    /// every record returned (not those of a cancelled poll, which were never seen),
+    /// then stops. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let state = self.state.clone();
         py.detach(move || state.close()).map_err(|e| to_py(py, e))

@@ -30,11 +30,24 @@ fn make<'py>(
     retryable: bool,
     source: &Error,
 ) -> PyResult<PyErr> {
+    Ok(PyErr::from_value(instance(
+        py, class, args, retryable, source,
+    )?))
+}
+
+/// `make`, as the exception object (to set more attributes on it).
+fn instance<'py>(
+    py: Python<'py>,
+    class: &str,
+    args: impl pyo3::call::PyCallArgs<'py>,
+    retryable: bool,
+    source: &Error,
+) -> PyResult<Bound<'py, PyAny>> {
     let cls = module(py)?.getattr(class)?;
     let exc = cls.call1(args)?;
     exc.setattr("_retryable", retryable)?;
     exc.setattr("native_kind", kind_name(source))?;
-    Ok(PyErr::from_value(exc))
+    Ok(exc)
 }
 
 /// A short name of the crate's error variant, kept on the exception as `native_kind`.
@@ -57,6 +70,13 @@ fn kind_name(e: &Error) -> &'static str {
         Error::RecordTooLarge { .. } => "RecordTooLarge",
         Error::Closed => "Closed",
         Error::Config(_) => "Config",
+        Error::Stopped { .. } => "Stopped",
+        Error::DeliveryFailed { .. } => "DeliveryFailed",
+        Error::OutcomeUnknown { .. } => "OutcomeUnknown",
+        Error::PeerTimeout { .. } => "PeerTimeout",
+        Error::ConnectionDropped { .. } => "ConnectionDropped",
+        Error::Unreachable { .. } => "Unreachable",
+        Error::CorruptRecord { .. } => "CorruptRecord",
         _ => "Other",
     }
 }
@@ -74,10 +94,46 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
     let msg = e.to_string();
     let retry = e.is_retryable();
     match e {
-        Error::Connect { .. } | Error::ConnectionClosed | Error::Io(_) | Error::Closed => {
-            make(py, "ConnectionError", (msg,), retry, e)
+        // The driver thread stopped: a connection-level failure that retrying on this
+        // handle cannot cure (retryable: false; connect a new one).
+        Error::Connect { .. }
+        | Error::ConnectionClosed
+        | Error::Io(_)
+        | Error::Closed
+        | Error::Stopped { .. }
+        | Error::ConnectionDropped { .. }
+        | Error::Unreachable { .. } => make(py, "ConnectionError", (msg,), retry, e),
+        Error::Timeout(_) | Error::PeerTimeout { .. } => make(py, "TimeoutError", (msg,), true, e),
+        // Sent, never acknowledged, given up: what the seed reported as an ACK timeout.
+        // The server may or may not have stored it (`outcome_unknown`); the reason it was
+        // given up is the `__cause__`.
+        Error::OutcomeUnknown { attempts, cause } => {
+            let exc = instance(py, "TimeoutError", (msg,), retry, e)?;
+            exc.setattr("outcome_unknown", true)?;
+            exc.setattr("attempts", *attempts)?;
+            exc.setattr("__cause__", to_py(py, (**cause).clone()).into_value(py))?;
+            Ok(PyErr::from_value(exc))
         }
-        Error::Timeout(_) => make(py, "TimeoutError", (msg,), true, e),
+        // Records accepted before a flush/close failed, record ids unknown here (the
+        // producer builds its `DeliveryError` itself, with them).
+        Error::DeliveryFailed { failed, first } => {
+            let first = to_py(py, (**first).clone()).into_value(py);
+            let cls = module(py)?.getattr("DeliveryError")?;
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item("failed", *failed)?;
+            kwargs.set_item("first", first)?;
+            let exc = cls.call((PyList::empty(py), 0), Some(&kwargs))?;
+            exc.setattr("native_kind", kind_name(e))?;
+            Ok(PyErr::from_value(exc))
+        }
+        // Damaged data in the log: `offset` names the record; the consumer's
+        // `skip_bad_record()` moves past it.
+        Error::CorruptRecord { offset, reason } => {
+            let exc = instance(py, "InvalidFrameError", (msg,), retry, e)?;
+            exc.setattr("offset", *offset)?;
+            exc.setattr("reason", reason.as_str())?;
+            Ok(PyErr::from_value(exc))
+        }
         Error::Backpressure(limit) => {
             let what = match limit {
                 BufferLimit::Memory { max_bytes } => {
@@ -186,6 +242,36 @@ pub(crate) fn error_for_testing(py: Python<'_>, kind: &str) -> PyResult<Py<PyAny
             lnc_uring::proto::Header::decode(&[0u8; 4], lnc_uring::Checksum::Ieee)
                 .expect_err("too short"),
         ),
+        "Stopped" => Error::Stopped {
+            reason: "io_uring submission failed".into(),
+        },
+        "DeliveryFailed" => Error::DeliveryFailed {
+            failed: 3,
+            first: Box::new(Error::TopicNotFound {
+                message: "Unknown topic".into(),
+            }),
+        },
+        "OutcomeUnknown" => Error::OutcomeUnknown {
+            attempts: 2,
+            cause: Box::new(Error::Timeout("delivery timeout".into())),
+        },
+        "OutcomeUnknownClosed" => Error::OutcomeUnknown {
+            attempts: 1,
+            cause: Box::new(Error::Closed),
+        },
+        "PeerTimeout" => Error::PeerTimeout {
+            silent: std::time::Duration::from_secs(30),
+        },
+        "ConnectionDropped" => Error::ConnectionDropped {
+            reason: "unsolicited reply".into(),
+        },
+        "Unreachable" => Error::Unreachable {
+            last_error: "connection refused".into(),
+        },
+        "CorruptRecord" => Error::CorruptRecord {
+            offset: 4096,
+            reason: "declared length 4294967295 exceeds any frame".into(),
+        },
         server if server.starts_with("server:") => {
             Error::from(ServerError::classify(&server["server:".len()..]))
         }

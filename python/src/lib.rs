@@ -12,7 +12,6 @@ mod admin;
 mod buffer;
 mod completion;
 mod consumer;
-mod control;
 mod errors;
 mod offsets;
 mod producer;

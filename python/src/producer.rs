@@ -6,15 +6,20 @@
 //!   waiting for `linger` (the seed wrote one frame per send, so its acknowledged send
 //!   took one round trip; so does this).
 //! * Outcomes reach asyncio futures through a [`Completer`], without the GIL on the
-//!   driver thread. Failures nobody received — records sent with `send_async`, and sends
-//!   whose awaiting task was cancelled — are kept and reported by the next `flush` or
-//!   `close` as a `DeliveryError`.
+//!   driver thread. Every record gets exactly one outcome: a failure raised by the
+//!   `send` / `send_batch` that awaited it is not raised again, and failures nobody
+//!   received — records sent with `send_async`, and sends whose awaiting task was
+//!   cancelled — are kept here with their record ids and raised by the next `flush` or
+//!   `close` as a `DeliveryError`. The crate runs a record's completion callback
+//!   before `flush` stops counting it, so when the crate's `flush` returns, every
+//!   failure it covers is in that list (the crate's own `DeliveryFailed` counts the
+//!   failures already raised to their callers too, so it is not raised as such).
 //! * The crate's producer runs with `FullBufferPolicy::Fail`; a full buffer is waited out
 //!   here (a blocked thread with the GIL released, or an awaited future), so the event
 //!   loop never blocks.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use lnc_uring::proto::RecordType;
@@ -42,11 +47,6 @@ struct Shared {
     failures: Mutex<Failures>,
     /// The newest record's ticket: waiting for it frees buffer memory.
     last: Mutex<Option<DeliveryTicket>>,
-    /// Outcome callbacks registered and not yet finished: the crate releases a record
-    /// from its flush count just before running its callbacks, so `flush` waits for
-    /// these too, or it could return before a failure is recorded.
-    callbacks: AtomicU64,
-    idle: (Mutex<()>, Condvar),
 }
 
 #[derive(Debug, Default)]
@@ -55,36 +55,34 @@ struct Failures {
     dropped: u64,
 }
 
+impl Failures {
+    /// `Ok`, or the `DeliveryError` of these failures.
+    fn into_result(self, py: Python<'_>) -> PyResult<()> {
+        if self.kept.is_empty() && self.dropped == 0 {
+            Ok(())
+        } else {
+            Err(delivery_error(py, self.kept, self.dropped))
+        }
+    }
+}
+
+/// What the crate's `flush` returned, as Python sees it: `DeliveryFailed` is not an
+/// error here (the failures no caller received are raised from [`Shared::failures`];
+/// the others were raised by the sends that awaited them).
+fn flushed(r: Result<(), Error>) -> Result<(), Error> {
+    match r {
+        Err(Error::DeliveryFailed { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+/// What `close` raises: the failures no caller received, else the crate's error.
+fn closed_result(py: Python<'_>, r: Result<(), Error>, f: Failures) -> PyResult<()> {
+    f.into_result(py)?;
+    flushed(r).map_err(|e| to_py(py, e))
+}
+
 impl Shared {
-    fn callback_begins(&self) {
-        self.callbacks.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn callback_ends(&self) {
-        if self.callbacks.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _g = self.idle.0.lock().unwrap_or_else(|e| e.into_inner());
-            self.idle.1.notify_all();
-        }
-    }
-
-    /// Waits (bounded) until every registered callback has finished.
-    fn wait_callbacks(&self, timeout: Duration) {
-        let deadline = std::time::Instant::now() + timeout;
-        let mut g = self.idle.0.lock().unwrap_or_else(|e| e.into_inner());
-        while self.callbacks.load(Ordering::Acquire) > 0 {
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return;
-            }
-            g = self
-                .idle
-                .1
-                .wait_timeout(g, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -165,7 +163,6 @@ impl Group {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.finish();
         }
-        self.shared.callback_ends();
     }
 
     fn finish(&self) {
@@ -216,7 +213,13 @@ impl ProducerCore {
                 self.shared.set_last(&t);
                 Ok(Some(t))
             }
-            Err(Error::Backpressure(BufferLimit::Memory { .. })) => Ok(None),
+            // Full, also while the connection is down (`Unreachable`): wait for room.
+            // Every record in the buffer is acknowledged after a reconnect or fails
+            // within the delivery timeout, which makes room; the caller learns each
+            // outcome, so nothing is raised here.
+            Err(Error::Backpressure(BufferLimit::Memory { .. }) | Error::Unreachable { .. }) => {
+                Ok(None)
+            }
             Err(e) => Err(to_py(py, e)),
         }
     }
@@ -225,8 +228,7 @@ impl ProducerCore {
     fn seal(&self) {
         let guard = self.inner.read().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = guard.as_ref() {
-            // A zero timeout seals and returns; "still unacknowledged" is expected.
-            let _ = p.flush(Duration::ZERO);
+            p.seal_batches();
         }
     }
 
@@ -248,15 +250,6 @@ impl ProducerCore {
         Ok(())
     }
 
-    fn failures_result(&self, py: Python<'_>) -> PyResult<()> {
-        let f = self.shared.take_failures();
-        if f.kept.is_empty() && f.dropped == 0 {
-            Ok(())
-        } else {
-            Err(delivery_error(py, f.kept, f.dropped))
-        }
-    }
-
     fn group(&self, n: usize, rid: u64, completer: &Completer, fut: Py<PyAny>) -> Arc<Group> {
         Arc::new(Group {
             remaining: AtomicUsize::new(n),
@@ -275,7 +268,7 @@ impl ProducerCore {
     #[staticmethod]
     #[pyo3(signature = (address, batch_size, linger_ms, compression, max_pending_acks,
         connect_timeout_s, request_timeout_s, keepalive_interval_s, buffer_memory,
-        delivery_timeout_s))]
+        delivery_timeout_s, max_retries=5, drop_timeout_s=5.0))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -289,6 +282,8 @@ impl ProducerCore {
         keepalive_interval_s: f64,
         buffer_memory: usize,
         delivery_timeout_s: f64,
+        max_retries: u32,
+        drop_timeout_s: f64,
     ) -> PyResult<ProducerCore> {
         let secs = crate::admin::secs;
         let conn = ConnectionConfig::new(address)
@@ -304,6 +299,8 @@ impl ProducerCore {
             .with_buffer_memory(buffer_memory)
             .with_full_buffer(FullBufferPolicy::Fail)
             .with_delivery_timeout(delivery_timeout)
+            .with_max_retries(max_retries)
+            .with_drop_timeout(secs(drop_timeout_s)?)
             .with_connection(conn);
         let p = py
             .detach(move || Producer::with_config(cfg))
@@ -330,12 +327,10 @@ impl ProducerCore {
         };
         let rid = self.shared.next_id();
         let shared = self.shared.clone();
-        shared.callback_begins();
         t.on_complete(move |r| {
             if let Err(e) = r {
                 shared.record_failure(rid, e);
             }
-            shared.callback_ends();
         });
         Ok(Some(rid))
     }
@@ -356,7 +351,6 @@ impl ProducerCore {
         self.seal();
         let rid = self.shared.next_id();
         let g = self.group(1, rid, completer, fut);
-        self.shared.callback_begins();
         t.on_complete(move |r| g.complete_one(r));
         Ok(Some(rid))
     }
@@ -425,7 +419,6 @@ impl ProducerCore {
         }
         for t in tickets {
             let g = g.clone();
-            self.shared.callback_begins();
             t.on_complete(move |r| g.complete_one(r));
         }
         rid
@@ -461,12 +454,10 @@ impl ProducerCore {
         let rid = self.shared.next_id();
         for t in tickets {
             let shared = self.shared.clone();
-            shared.callback_begins();
             t.on_complete(move |r| {
                 if let Err(e) = r {
                     shared.record_failure(rid, e);
                 }
-                shared.callback_ends();
             });
         }
     }
@@ -502,55 +493,49 @@ impl ProducerCore {
     }
 
     /// Flushes (GIL released): sends open batches and waits until every record is
-    /// acknowledged or failed. Raises `TimeoutError`, or `DeliveryError` for failures no
-    /// caller received.
+    /// acknowledged or failed. Raises `TimeoutError` (records still in flight; failures
+    /// are then raised by a later `flush`), or `DeliveryError` for failures no caller
+    /// received.
     fn flush(&self, py: Python<'_>, timeout_s: f64) -> PyResult<()> {
         let timeout = crate::admin::secs(timeout_s)?;
         let inner = self.inner.clone();
-        let shared = self.shared.clone();
         py.detach(move || {
-            closed_if_none(&inner.read().unwrap_or_else(|e| e.into_inner()))?.flush(timeout)?;
-            shared.wait_callbacks(timeout);
-            Ok::<_, Error>(())
+            flushed(
+                closed_if_none(&inner.read().unwrap_or_else(|e| e.into_inner()))?.flush(timeout),
+            )
         })
         .map_err(|e| to_py(py, e))?;
-        self.failures_result(py)
+        self.shared.take_failures().into_result(py)
     }
 
-    /// `flush` on the worker thread; resolves `fut`.
+    /// `flush` on the worker thread; resolves `fut`. The failures are taken on the event
+    /// loop, after every earlier outcome queued there (a cancelled `send`'s) was kept.
     fn flush_future(&self, completer: &Completer, fut: Py<PyAny>, timeout_s: f64) -> PyResult<()> {
         let timeout = crate::admin::secs(timeout_s)?;
         let inner = self.inner.clone();
         let shared = self.shared.clone();
         self.worker.run(completer, fut, move || {
-            closed_if_none(&inner.read().unwrap_or_else(|e| e.into_inner()))?.flush(timeout)?;
-            shared.wait_callbacks(timeout);
+            flushed(
+                closed_if_none(&inner.read().unwrap_or_else(|e| e.into_inner()))?.flush(timeout),
+            )?;
             Ok(Box::new(Build(move |py: Python<'_>| {
-                let f = shared.take_failures();
-                if f.kept.is_empty() && f.dropped == 0 {
-                    Ok(py.None())
-                } else {
-                    Err(delivery_error(py, f.kept, f.dropped))
-                }
+                shared.take_failures().into_result(py)?;
+                Ok(py.None())
             })))
         })
     }
 
     /// Flushes for up to `timeout_s`, then stops the driver (GIL released). Records still
-    /// unacknowledged then fail. Raises like `flush`. Closing twice is harmless.
+    /// unacknowledged then fail. Raises `DeliveryError` for failures no caller received.
+    /// Closing twice is harmless.
     fn close(&self, py: Python<'_>, timeout_s: f64) -> PyResult<()> {
         let timeout = crate::admin::secs(timeout_s)?;
         let inner = self.inner.clone();
-        let shared = self.shared.clone();
         let closed = py.detach(move || {
             let p = inner.write().unwrap_or_else(|e| e.into_inner()).take();
-            let r = p.map(|p| p.close(timeout)).unwrap_or(Ok(()));
-            shared.wait_callbacks(Duration::from_secs(1));
-            r
+            p.map(|p| p.close(timeout)).unwrap_or(Ok(()))
         });
-        let failures = self.failures_result(py);
-        closed.map_err(|e| to_py(py, e))?;
-        failures
+        closed_result(py, closed, self.shared.take_failures())
     }
 
     /// `close` on the worker thread; resolves `fut`.
@@ -561,16 +546,25 @@ impl ProducerCore {
         self.worker.run(completer, fut, move || {
             let p = inner.write().unwrap_or_else(|e| e.into_inner()).take();
             let closed = p.map(|p| p.close(timeout)).unwrap_or(Ok(()));
-            shared.wait_callbacks(Duration::from_secs(1));
             Ok(Box::new(Build(move |py: Python<'_>| {
-                let f = shared.take_failures();
-                if !f.kept.is_empty() || f.dropped > 0 {
-                    return Err(delivery_error(py, f.kept, f.dropped));
-                }
-                closed.map_err(|e| to_py(py, e))?;
+                closed_result(py, closed, shared.take_failures())?;
                 Ok(py.None())
             })))
         })
+    }
+
+    /// Test hook: stops the driver thread as if its I/O backend had failed (`panic`: as
+    /// if it had panicked). Sends then raise `ConnectionError` (not retryable).
+    #[pyo3(signature = (panic=false))]
+    fn debug_stop_driver(&self, panic: bool) {
+        if let Some(p) = self
+            .inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            p.debug_stop_driver(panic);
+        }
     }
 
     /// Whether `close` has run.

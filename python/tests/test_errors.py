@@ -43,6 +43,14 @@ MAPPINGS = [
     ("RecordTooLarge", ProtocolError, False),
     ("InvalidFrame", InvalidFrameError, False),
     ("Config", ConfigError, False),
+    ("Stopped", ConnectionError, False),
+    ("ConnectionDropped", ConnectionError, True),
+    ("Unreachable", ConnectionError, True),
+    ("PeerTimeout", TimeoutError, True),
+    ("OutcomeUnknown", TimeoutError, True),
+    ("OutcomeUnknownClosed", TimeoutError, False),
+    ("CorruptRecord", InvalidFrameError, False),
+    ("DeliveryFailed", DeliveryError, False),
     ("server:Unknown topic", TopicNotFoundError, False),
     ("server:Topic 7 not found", TopicNotFoundError, False),
     ("server:Topic 'orders' already exists", TopicAlreadyExistsError, False),
@@ -72,6 +80,30 @@ def test_mapping_details():
     assert _native.error_for_testing("CatchingUp").server_offset == 42
     assert "Unknown topic" in str(_native.error_for_testing("TopicNotFound"))
     assert isinstance(_native.error_for_testing("Config"), ValueError)
+
+
+def test_outcome_mapping_details():
+    unknown = _native.error_for_testing("OutcomeUnknown")
+    assert unknown.outcome_unknown and unknown.attempts == 2
+    assert type(unknown.__cause__) is TimeoutError and not unknown.__cause__.outcome_unknown
+    assert "outcome unknown after 2 send(s)" in str(unknown)
+    closed = _native.error_for_testing("OutcomeUnknownClosed")
+    assert type(closed.__cause__) is ConnectionError and not closed.is_retryable()
+    corrupt = _native.error_for_testing("CorruptRecord")
+    assert isinstance(corrupt, ProtocolError) and corrupt.offset == 4096 and "4294967295" in corrupt.reason
+    failed = _native.error_for_testing("DeliveryFailed")
+    assert failed.failed == 3 and failed.failures == [] and failed.more == 0
+    assert type(failed.first) is TopicNotFoundError and failed.__cause__ is failed.first
+    assert str(failed).startswith("3 record(s) were not delivered")
+    assert failed.native_kind == "DeliveryFailed"
+    for kind in ("Stopped", "ConnectionDropped", "Unreachable", "PeerTimeout"):
+        e = _native.error_for_testing(kind)
+        assert e.native_kind == kind and str(e)
+    assert not _native.error_for_testing("Stopped").is_retryable()
+    # Seed-built exceptions keep the class defaults of the new attributes.
+    assert TimeoutError().outcome_unknown is False and InvalidFrameError().offset is None
+    assert DeliveryError([(1, TimeoutError())]).is_retryable()
+    assert not DeliveryError().is_retryable() and DeliveryError().failed == 0
 
 
 def test_class_defaults_as_in_the_seed():
