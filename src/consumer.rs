@@ -725,7 +725,8 @@ fn corrupt(offset: u64, declared: u64) -> Error {
     Error::CorruptRecord {
         offset,
         reason: format!(
-            "the record header declares {declared} bytes, more than a frame can carry              (the data is not TLV records); skip it with skip_bad_record or seek past it"
+            "the record header declares {declared} bytes, more than a frame can carry \
+             (the data is not TLV records); skip it with skip_bad_record or seek past it"
         ),
     }
 }
