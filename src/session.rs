@@ -1405,7 +1405,7 @@ mod tests {
             // Borrow the slot's state through a ticket on a clone of the Arc.
             registered(slot),
             0,
-            Duration::ZERO,
+            crate::IdleStrategy::Block,
         );
         Some(
             t.try_wait()
@@ -1798,7 +1798,8 @@ mod tests {
         let mut acks = ack_frame(C, 2).to_vec();
         acks.extend(ack_frame(C, 3));
         s.handle_bytes(&acks, now);
-        let t = crate::delivery::DeliveryTicket::new(slots[2].clone(), 0, Duration::ZERO);
+        let t =
+            crate::delivery::DeliveryTicket::new(slots[2].clone(), 0, crate::IdleStrategy::Block);
         let m = t.try_wait().unwrap().unwrap();
         assert_eq!(
             (m.batch_id, m.attempts),

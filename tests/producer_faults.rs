@@ -90,8 +90,11 @@ fn retryable_error_without_batch_id_is_resent() {
                 "{backend}: record {i} stored exactly once"
             );
         }
-        assert!(p.stats().driver.batches_retried >= 1);
-        assert!(p.stats().driver.unattributed_errors >= 1);
+        // Driver counters are published after each event the driver handles.
+        assert!(common::eventually(Duration::from_secs(2), || {
+            let d = p.stats().driver;
+            d.batches_retried >= 1 && d.unattributed_errors >= 1
+        }));
         p.close(Duration::from_secs(5)).unwrap();
     }
 }
@@ -125,7 +128,11 @@ fn quorum_failure_drops_the_ack_tail_and_everything_is_resent() {
                 "{backend}: {i}"
             );
         }
-        assert!(p.stats().driver.batches_retried >= 1, "{backend}");
+        assert!(
+            common::eventually(Duration::from_secs(2), || p.stats().driver.batches_retried
+                >= 1),
+            "{backend}"
+        );
         p.close(Duration::from_secs(5)).unwrap();
     }
 }

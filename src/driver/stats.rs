@@ -31,6 +31,10 @@ pub(crate) struct Counters {
     pub(crate) last_error: Mutex<Option<String>>,
     /// A connection is up.
     pub(crate) connected: AtomicBool,
+    /// While the ring sleeps: a write of this connection is in flight, and its completion
+    /// will wake the ring (more data needs no wake-up: it cannot go out before that write
+    /// is done, and the ring looks at its queue when it wakes).
+    pub(crate) write_due: AtomicBool,
     /// The thread has stopped (set once, before anything it held is failed).
     pub(crate) stopped: AtomicBool,
     /// Why it stopped.

@@ -97,11 +97,7 @@ impl Accumulator for Shared {
     }
 
     fn drain(&self, sink: &mut dyn FnMut(Batch)) {
-        self.lanes.for_each(|lane| {
-            if let Some(b) = lane.seal_open(&self.ctx) {
-                sink(b);
-            }
-        });
+        self.lanes.for_each(|lane| lane.seal_open(&self.ctx, sink));
     }
 }
 
@@ -169,6 +165,7 @@ impl Producer {
         let shared = Arc::new(Shared {
             lanes: Lanes::new(ledger.clone(), slots),
             ctx: LaneCtx {
+                idle: cfg.connection.effective_idle(),
                 pool,
                 ledger,
                 batches_sealed: AtomicU64::new(0),
@@ -275,10 +272,11 @@ impl Producer {
         let ctx = &self.shared.ctx;
         let mut fresh: Option<FrameBuf> = None;
         let mut rest = records;
+        let sink = |b| self.driver.submit_batch(b);
         while !rest.is_empty() {
-            let mut out = Outbox::default();
+            let mut out = Outbox::new(&sink);
             let step = lane.append_many(ctx, rest, &mut fresh, &mut out);
-            self.submit(out);
+            self.submit_linger(out.linger);
             match step {
                 Ok(n) => rest = &rest[n..],
                 Err((n, NeedBuffer)) => {
@@ -348,18 +346,19 @@ impl Producer {
         let lane = self.shared.lanes.get(topic_id);
         let ctx = &self.shared.ctx;
         let mut fresh: Option<FrameBuf> = None;
+        let sink = |b| self.driver.submit_batch(b);
         loop {
-            let mut out = Outbox::default();
+            let mut out = Outbox::new(&sink);
             match lane.claim(ctx, len, &mut fresh, &mut out) {
                 Ok(mut guard) => {
                     write(guard.value());
                     let t = guard.commit(ctx, ticket, &mut out);
-                    self.submit(out);
+                    self.submit_linger(out.linger);
                     self.check_open()?;
                     return Ok(t);
                 }
                 Err(NeedBuffer) => {
-                    self.submit(out);
+                    self.submit_linger(out.linger);
                     fresh = Some(self.acquire(size)?);
                     self.check_open()?;
                 }
@@ -379,11 +378,14 @@ impl Producer {
         let size = record.encoded_len();
         let lane = self.shared.lanes.get(topic_id);
         let mut fresh: Option<FrameBuf> = None;
+        let sink = |b| self.driver.submit_batch(b);
         loop {
-            let mut out = Outbox::default();
+            let mut out = Outbox::new(&sink);
             let step = lane.append(&self.shared.ctx, record, size, ticket, &mut fresh, &mut out);
-            if !out.is_empty() {
-                self.submit(out);
+            if out.linger.is_some() {
+                self.submit_linger(out.linger);
+            }
+            if out.sealed > 0 {
                 // A driver that stopped meanwhile failed the batch; say so now.
                 self.check_open()?;
             }
@@ -436,13 +438,9 @@ impl Producer {
         })
     }
 
-    /// Hands sealed batches and a linger timer to the driver. A driver that is gone
-    /// fails the batches (their records' tickets say why).
-    fn submit(&self, out: Outbox) {
-        for b in out.batches.into_iter().flatten() {
-            self.driver.submit_batch(b);
-        }
-        if let Some((at, topic_id, gen)) = out.linger {
+    /// Hands a linger timer to the driver.
+    fn submit_linger(&self, linger: Option<(Instant, u32, u64)>) {
+        if let Some((at, topic_id, gen)) = linger {
             // Wakes the driver only if it would sleep past `at`.
             self.driver
                 .submit_by(Command::Linger { at, topic_id, gen }, at);
@@ -487,14 +485,11 @@ impl Producer {
     }
 
     fn seal_all(&self) {
-        let mut out = Outbox::default();
         let ctx = &self.shared.ctx;
-        self.shared.lanes.for_each(|lane| {
-            if let Some(b) = lane.seal_open(ctx) {
-                out.batches[0] = Some(b);
-                self.submit(std::mem::take(&mut out));
-            }
-        });
+        let mut sink = |b| self.driver.submit_batch(b);
+        self.shared
+            .lanes
+            .for_each(|lane| lane.seal_open(ctx, &mut sink));
     }
 
     /// Flushes, then stops the driver thread. Records still unacknowledged at the
