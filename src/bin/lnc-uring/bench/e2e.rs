@@ -45,7 +45,8 @@ pub(crate) struct E2eArgs {
     /// Producer linger in milliseconds.
     #[arg(long, default_value_t = 0)]
     linger_ms: u64,
-    /// The consumer's poll interval in milliseconds (default: the consumer's default).
+    /// The consumer's poll interval in milliseconds: the ceiling of its back-off when
+    /// caught up (default: the consumer's, 50 ms).
     #[arg(long)]
     poll_interval_ms: Option<u64>,
     /// The consumer's bytes per fetch (default: the consumer's default).
