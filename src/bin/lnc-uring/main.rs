@@ -150,10 +150,14 @@ enum TopicsCmd {
 enum BenchCmd {
     /// Producer throughput: records/s, MB/s, batch ACK latency.
     Produce(BenchArgs),
-    /// Send-with-ACK round trips of small records, one at a time.
-    Latency(BenchArgs),
+    /// Send-with-ACK round trips of small records, one at a time (back to back, or at
+    /// a fixed --rate).
+    Latency(bench::LatencyArgs),
     /// Consumer read-back throughput.
     Consume(BenchArgs),
+    /// Produce→consume latency at a fixed rate, measured from each record's scheduled
+    /// send time.
+    E2e(bench::E2eArgs),
 }
 
 #[derive(Args, Debug, Clone)]
