@@ -72,9 +72,9 @@ pub struct ConsumerConfig {
     pub start: SeekPosition,
     /// The longest wait between fetches that find nothing new: the ceiling of the
     /// tailing back-off of [`StandaloneConsumer::poll_timeout`]. Once caught up, the
-    /// consumer fetches again 20 µs after the first empty fetch and doubles the wait
+    /// consumer fetches again 50 µs after the first empty fetch and doubles the wait
     /// after each further one, up to this interval; a fetch that brings data resets it
-    /// to 20 µs. So a consumer keeping up with a steady stream reads a record within
+    /// to 50 µs. So a consumer keeping up with a steady stream reads a record within
     /// about the gap since the previous one (well under a millisecond at 1,000 records
     /// a second), while an idle one sends at most one fetch per interval once the back-off
     /// has grown (with the default: about 30 fetches in its first idle second, 20 a
@@ -454,8 +454,8 @@ impl StandaloneConsumer {
 
     /// Polls until records arrive or `timeout` passes (`Ok(None)`). Records are returned
     /// as soon as a fetch brings them. When caught up, it fetches again with a back-off:
-    /// 20 µs after the first empty fetch, doubling with each further one up to
-    /// [`ConsumerConfig::poll_interval`], back to 20 µs when a fetch brings data. The
+    /// 50 µs after the first empty fetch, doubling with each further one up to
+    /// [`ConsumerConfig::poll_interval`], back to 50 µs when a fetch brings data. The
     /// back-off carries over from one call to the next, so a loop of short calls on an
     /// idle topic fetches no more often than one long call; no wait runs past `timeout`.
     pub fn poll_timeout(&mut self, timeout: Duration) -> Result<Option<PollResult>, Error> {
@@ -760,7 +760,7 @@ impl Drop for StandaloneConsumer {
 }
 
 /// The first wait of the tailing back-off (at most `poll_interval`).
-const MIN_IDLE_WAIT: Duration = Duration::from_micros(20);
+const MIN_IDLE_WAIT: Duration = Duration::from_micros(50);
 
 /// Sleeps until `due` and returns `true`, or (when `deadline` comes first, or there is
 /// none) sleeps until the deadline and returns `false`. `true` at once when `due` has
