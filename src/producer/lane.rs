@@ -199,6 +199,11 @@ impl Lane {
         }
     }
 
+    /// The topic.
+    pub(crate) fn topic_id(&self) -> u32 {
+        self.topic_id
+    }
+
     fn lock(&self) -> MutexGuard<'_, LaneState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
