@@ -35,7 +35,11 @@ fn server_for(server: &str, discard: bool) -> Result<(Option<TestServer>, String
 }
 
 fn conn(cli: &Cli, a: &BenchArgs, addr: &str) -> lnc_uring::ConnectionConfig {
-    conn_for(cli, addr, a.pin_cpu, a.busy_poll_us)
+    let c = conn_for(cli, addr, a.pin_cpu, a.busy_poll_us);
+    match a.idle {
+        Some(idle) => c.with_idle(idle),
+        None => c,
+    }
 }
 
 fn conn_for(
@@ -167,15 +171,23 @@ fn producer(cli: &Cli, a: &BenchArgs, addr: &str) -> Result<Producer, Error> {
             .with_linger_ms(a.linger_ms)
             .with_max_pending_acks(a.window)
             .with_compression(a.compression)
+            .with_connections(a.connections.max(1), &a.pin_cpus)
+            .with_spread(a.spread)
             .with_connection(conn(cli, a, addr)),
     )
 }
 
 fn produce(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
     let (_guard, addr) = server(a, true)?;
-    let topic = LanceClient::with_config(conn(cli, a, &addr))?
-        .ensure_topic("bench")?
-        .id;
+    let admin = LanceClient::with_config(conn(cli, a, &addr))?;
+    let n_topics = a
+        .topics
+        .unwrap_or(if a.spread { 1 } else { a.connections.max(1) })
+        .max(1);
+    let topics: Vec<u32> = (0..n_topics)
+        .map(|i| admin.ensure_topic(&format!("bench-{i}")).map(|t| t.id))
+        .collect::<Result<_, _>>()?;
+    admin.close();
     let size = a.record_size.unwrap_or(1024);
     let count = Arc::new(AtomicU64::new(0));
     let ticker = Ticker::start(
@@ -187,33 +199,25 @@ fn produce(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
     let until = start + Duration::from_secs(a.duration_secs);
     // Each connection's stats and the moment its last record was acknowledged.
     type Done = (lnc_uring::ProducerStats, Instant);
-    let results: Vec<Result<Done, Error>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..a.connections.max(1))
-            .map(|_| {
-                let addr = addr.clone();
-                let count = count.clone();
-                s.spawn(move || -> Result<Done, Error> {
-                    let p = producer(cli, a, &addr)?;
-                    let v = vec![0x5Au8; size];
-                    while Instant::now() < until {
-                        for _ in 0..256 {
-                            p.send_async(topic, &v)?;
-                        }
-                        count.fetch_add(256, Ordering::Relaxed);
-                    }
-                    p.flush(Duration::from_secs(120))?;
-                    let done = Instant::now();
-                    let st = p.stats();
-                    p.close(Duration::from_secs(10))?;
-                    Ok((st, done))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("bench thread"))
-            .collect()
-    });
+    // One producer (striped over --connections), one sending thread, no tickets (the
+    // flush reports any failure), topics round robin.
+    let results: Vec<Result<Done, Error>> = vec![(|| -> Result<Done, Error> {
+        let p = producer(cli, a, &addr)?;
+        let v = vec![0x5Au8; size];
+        let mut k = 0usize;
+        while Instant::now() < until {
+            for _ in 0..256 {
+                p.produce(topics[k % topics.len()], lnc_uring::ProduceRecord::Raw(&v))?;
+                k += 1;
+            }
+            count.fetch_add(256, Ordering::Relaxed);
+        }
+        p.flush(Duration::from_secs(120))?;
+        let done = Instant::now();
+        let st = p.stats();
+        p.close(Duration::from_secs(10))?;
+        Ok((st, done))
+    })()];
     // The work ended when the last connection's last record was acknowledged: neither
     // closing the producers nor stopping the ticker is timed.
     ticker.stop();
