@@ -54,7 +54,7 @@ pub(super) fn thread_main(
     #[cfg(target_os = "linux")]
     {
         if cfg.backend != Backend::Poll {
-            match super::uring::Uring::new(waker.clone(), cfg.masked_uring_features, true) {
+            match super::uring::Uring::new(waker.clone(), cfg.masked_uring_features) {
                 Ok(io) => {
                     log::info!("{}: {}", cfg.name, io.describe());
                     let _ = ready.send(Ok(BACKEND_URING));

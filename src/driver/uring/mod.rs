@@ -198,11 +198,6 @@ impl std::fmt::Debug for Uring {
     }
 }
 
-// SAFETY: the raw pointers a `Uring` holds (queued frames, receive targets, its own
-// buffers) point into memory owned by the sessions and buffers of the one engine that
-// owns this `Uring`; they are only used by the thread that drives that engine, and the
-// engine moves between threads (caller-driven rings) only under a mutex.
-unsafe impl Send for Uring {}
 
 impl Drop for Uring {
     fn drop(&mut self) {
@@ -253,13 +248,10 @@ unsafe fn push(ring: &mut IoUring, entry: squeue::Entry) -> io::Result<()> {
 impl Uring {
     /// Creates the ring in the calling (driver) thread with the features this kernel has
     /// (less `masked`). Fails with the kernel's error (ENOSYS, EPERM under seccomp, a
-    /// kernel too old) so the caller can fall back to `poll`. `single_issuer`: only the
-    /// creating thread will submit (false for a ring driven by its callers).
-    pub(crate) fn new(waker: Arc<Waker>, masked: u32, single_issuer: bool) -> io::Result<Uring> {
+    /// kernel too old) so the caller can fall back to `poll`. Only the creating thread
+    /// submits (the ring is set up SINGLE_ISSUER when the kernel has it).
+    pub(crate) fn new(waker: Arc<Waker>, masked: u32) -> io::Result<Uring> {
         let mut features = probe::features()?.without(masked);
-        if !single_issuer {
-            features = features.without(probe::DEFER_TASKRUN);
-        }
         if !features.has(probe::EXT_ARG) {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
