@@ -29,6 +29,8 @@
 //!   consumer id with an Unsubscribe outstanding.
 //! * Keepalive echoes are counted, never answered (the server echoes every keepalive).
 
+mod bulk;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,13 +38,13 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::buffers::{FrameBuf, Registration};
-use crate::bulk::Bulk;
 use crate::delivery::DeliverySlot;
 use crate::proto::{
     keepalive_frame, offset, Checksum, ControlCode, Frame, FrameDecoder, FrameKind, Item, Request,
     Response, ServerError, ServerErrorKind, HEADER_LEN, MAX_PAYLOAD_LEN,
 };
 use crate::Error;
+use bulk::Bulk;
 
 /// Session tuning.
 #[derive(Clone, Debug)]
