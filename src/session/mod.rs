@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+pub(crate) use crate::buffers::BufPool;
 use crate::buffers::{FrameBuf, Registration};
 use crate::delivery::DeliverySlot;
 use crate::proto::{
@@ -79,51 +80,6 @@ impl Default for SessionConfig {
             max_payload: MAX_PAYLOAD_LEN,
             max_attempts: u32::MAX,
             fetch_pool: None,
-        }
-    }
-}
-
-/// Reusable byte buffers for fetched data, shared by a consumer (which returns them when
-/// a poll result is dropped) and its driver (which fills them): no allocation, and no
-/// page faults on fresh memory, per fetch.
-#[derive(Debug, Default)]
-pub(crate) struct BufPool {
-    bufs: std::sync::Mutex<Vec<Vec<u8>>>,
-}
-
-impl BufPool {
-    /// A cleared buffer with room for `len` bytes, reused when one is free.
-    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
-        let mut v = self
-            .bufs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default();
-        v.clear();
-        v.reserve(len);
-        v
-    }
-
-    /// A buffer of exactly `len` bytes, reused when one is free; its contents are
-    /// whatever it held before (it is about to be overwritten), so a reused buffer costs
-    /// no zeroing.
-    pub(crate) fn take_filled(&self, len: usize) -> Vec<u8> {
-        let mut v = self
-            .bufs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default();
-        v.resize(len, 0);
-        v
-    }
-
-    /// Gives a buffer back (a few are kept).
-    pub(crate) fn give(&self, v: Vec<u8>) {
-        let mut bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
-        if bufs.len() < 8 && v.capacity() > 0 {
-            bufs.push(v);
         }
     }
 }
