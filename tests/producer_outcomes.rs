@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{backends, conn};
+use common::{backends, conn, eventually};
 use lnc_uring::testkit::{AckPolicy, Fault, TestServer};
 use lnc_uring::{Backend, Error, Producer, ProducerConfig};
 
@@ -53,9 +53,13 @@ fn a_dead_driver_fails_every_call_fast_and_resolves_every_ticket() {
                 assert!(matches!(p.send(t, b"blocking"), Err(Error::Stopped { .. })));
                 assert!(start.elapsed() < Duration::from_secs(1));
             }
-            let s = p.stats();
-            assert_eq!(s.records_outstanding, 0, "{backend}: memory released");
-            assert_eq!(s.records_failed, 2, "{backend}");
+            // A ticket wakes before the producer's books record its batch's outcome.
+            let settled = || p.stats().records_outstanding == 0;
+            assert!(
+                eventually(Duration::from_secs(2), settled),
+                "{backend}: memory released"
+            );
+            assert_eq!(p.stats().records_failed, 2, "{backend}");
             match p.close(Duration::from_secs(1)) {
                 Err(Error::DeliveryFailed { failed: 2, .. }) => {}
                 other => panic!("{backend}: {other:?}"),
