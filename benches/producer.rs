@@ -11,14 +11,15 @@
 //!   Client CPU per GB, peak RSS and read-back are in `benches/cost.rs`.
 //! * Baseline latency: write one frame with one 64-byte record, read its ACK, repeat.
 //! * lnc-uring: `Producer::send_async` of records in a loop, then `flush`; `Producer::send`
-//!   of one 64-byte record at a time with `linger` 0 (and again in latency mode:
-//!   busy-polling driver, spinning waiter).
+//!   of one 64-byte record at a time with `linger` 0, once per idle strategy (the same
+//!   strategy for the driver thread and the waiting caller): `block` (the default),
+//!   `backoff` (spin ~50 µs, then park 50 µs..1 ms), `busy-spin` (two threads never sleep).
 
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use lnc_uring::testkit::TestServer;
-use lnc_uring::{Backend, ConnectionConfig, Producer, ProducerConfig};
+use lnc_uring::{Backend, ConnectionConfig, IdleStrategy, Producer, ProducerConfig};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -51,14 +52,11 @@ fn producer(
     server: &TestServer,
     backend: Backend,
     cfg: ProducerConfig,
-    latency_mode: bool,
+    idle: IdleStrategy,
 ) -> Producer {
-    let mut c = ConnectionConfig::new(server.addr().to_string()).with_backend(backend);
-    if latency_mode {
-        c = c
-            .with_busy_poll(Duration::from_millis(50))
-            .with_spin(Duration::from_millis(1));
-    }
+    let c = ConnectionConfig::new(server.addr().to_string())
+        .with_backend(backend)
+        .with_idle(idle);
     Producer::with_config(cfg.with_connection(c)).unwrap()
 }
 
@@ -69,7 +67,12 @@ fn our_throughput(
     size: usize,
     secs: f64,
 ) -> (f64, f64, String) {
-    let p = producer(server, backend, ProducerConfig::default(), false);
+    let p = producer(
+        server,
+        backend,
+        ProducerConfig::default(),
+        IdleStrategy::Block,
+    );
     let v = vec![0x5Au8; size];
     let start = Instant::now();
     let mut n = 0u64;
@@ -95,13 +98,13 @@ fn our_latency(
     topic: u32,
     backend: Backend,
     n: u64,
-    latency_mode: bool,
+    idle: IdleStrategy,
 ) -> Histogram<u64> {
     let p = producer(
         server,
         backend,
         ProducerConfig::default().with_linger(Duration::ZERO),
-        latency_mode,
+        idle,
     );
     let v = [0x5Au8; 64];
     let mut h = Histogram::<u64>::new(3).unwrap();
@@ -117,6 +120,22 @@ fn our_latency(
 }
 
 use floor::us;
+
+fn idle_strategies() -> [(&'static str, IdleStrategy); 3] {
+    [
+        ("block", IdleStrategy::Block),
+        (
+            "backoff",
+            IdleStrategy::Backoff {
+                spins: 1000,
+                yields: 0,
+                min_park: Duration::from_micros(50),
+                max_park: Duration::from_millis(1),
+            },
+        ),
+        ("busy-spin", IdleStrategy::BusySpin),
+    ]
+}
 
 fn main() {
     let secs = env("SECS", 3) as f64;
@@ -160,11 +179,11 @@ fn main() {
         us(&base, 0.999)
     );
     for &b in &backends {
-        for mode in [false, true] {
-            let h = our_latency(&server, topic, b, lat_n, mode);
+        for (name, idle) in idle_strategies() {
+            let h = our_latency(&server, topic, b, lat_n, idle);
             println!(
                 "{:<36} p50 {:>8.1} µs  p99 {:>8.1} µs  p99.9 {:>8.1} µs   p50 {:.2}x  p99 {:.2}x floor",
-                format!("lnc-uring {b}{}", if mode { " latency mode" } else { "" }),
+                format!("lnc-uring {b}, {name}"),
                 us(&h, 0.5),
                 us(&h, 0.99),
                 us(&h, 0.999),

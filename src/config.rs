@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::driver::{Backend, DriverConfig, ZeroCopy};
+use crate::driver::{Backend, DriverConfig, IdleStrategy, Ring, RingConfig, ZeroCopy};
 use crate::proto::{Checksum, DEFAULT_PORT};
 use crate::session::SessionConfig;
 use crate::Error;
@@ -12,14 +12,14 @@ use crate::Error;
 ///
 /// ```
 /// use std::time::Duration;
-/// use lnc_uring::{Backend, Checksum, ConnectionConfig};
+/// use lnc_uring::{Backend, Checksum, ConnectionConfig, IdleStrategy};
 ///
 /// let c = ConnectionConfig::new("lance-1:1992")
 ///     .with_seed("lance-2:1992")
 ///     .with_backend(Backend::Poll)
 ///     .with_checksum(Checksum::Ieee)
 ///     .with_pin_cpu(1)
-///     .with_busy_poll(Duration::from_millis(2));
+///     .with_idle(IdleStrategy::BusySpin);
 /// assert_eq!(c.addrs.len(), 2);
 /// ```
 #[derive(Clone, Debug)]
@@ -33,14 +33,17 @@ pub struct ConnectionConfig {
     /// I/O backend. Default [`Backend::Auto`]: io_uring, or `poll(2)` when io_uring is
     /// unavailable.
     pub backend: Backend,
-    /// Pin the driver thread to this CPU id.
+    /// Pin the handle's own driver thread to this CPU id (ignored with a [`Ring`]: see
+    /// [`crate::RingConfig::pin_cpu`]).
     pub pin_cpu: Option<usize>,
-    /// Latency mode: the driver thread busy-polls for this long after its last activity
-    /// before it parks (it burns a core while polling). Default off.
-    pub busy_poll: Option<Duration>,
-    /// Latency mode: a thread waiting for an outcome spins this long before parking.
-    /// Default zero.
-    pub spin: Duration,
+    /// How the handle's own driver thread, and threads waiting on its tickets and
+    /// replies, wait. Default [`IdleStrategy::Block`]. With a [`Ring`], the ring's
+    /// setting applies to both.
+    pub idle: IdleStrategy,
+    /// The ring to open the connection on, shared with other handles. Default: none —
+    /// the handle starts a ring (a driver thread) of its own with `backend`, `pin_cpu` and
+    /// `idle`.
+    pub ring: Option<Ring>,
     /// Connect timeout per address. Default 10 s.
     pub connect_timeout: Duration,
     /// Timeout of control requests (admin, fetch). Default 30 s.
@@ -77,8 +80,8 @@ impl Default for ConnectionConfig {
             checksum: Checksum::Ieee,
             backend: Backend::Auto,
             pin_cpu: None,
-            busy_poll: None,
-            spin: Duration::ZERO,
+            idle: IdleStrategy::Block,
+            ring: None,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(10),
@@ -122,14 +125,24 @@ impl ConnectionConfig {
         self.pin_cpu = Some(cpu);
         self
     }
-    /// Sets [`ConnectionConfig::busy_poll`].
-    pub fn with_busy_poll(mut self, d: Duration) -> Self {
-        self.busy_poll = Some(d);
+    /// Sets [`ConnectionConfig::idle`].
+    pub fn with_idle(mut self, idle: IdleStrategy) -> Self {
+        self.idle = idle;
         self
     }
-    /// Sets [`ConnectionConfig::spin`].
-    pub fn with_spin(mut self, d: Duration) -> Self {
-        self.spin = d;
+    /// Latency mode, as a duration: threads spin about this long after their last work
+    /// before they sleep. Shorthand for `with_idle(IdleStrategy::spin_then_block(d))`.
+    pub fn with_busy_poll(self, d: Duration) -> Self {
+        self.with_idle(IdleStrategy::spin_then_block(d))
+    }
+    /// The same as [`ConnectionConfig::with_busy_poll`] (waiting callers and the driver
+    /// thread share one idle strategy).
+    pub fn with_spin(self, d: Duration) -> Self {
+        self.with_busy_poll(d)
+    }
+    /// Sets [`ConnectionConfig::ring`].
+    pub fn with_ring(mut self, ring: &Ring) -> Self {
+        self.ring = Some(ring.clone());
         self
     }
     /// Sets [`ConnectionConfig::connect_timeout`].
@@ -188,6 +201,12 @@ impl ConnectionConfig {
         self
     }
 
+    /// How threads waiting on this connection's outcomes wait: the ring's setting, or
+    /// this one's for a ring of its own.
+    pub(crate) fn effective_idle(&self) -> IdleStrategy {
+        self.ring.as_ref().map_or(self.idle, |r| r.inner.idle)
+    }
+
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if self.addrs.is_empty() {
             return Err(Error::Config("no server address".into()));
@@ -207,8 +226,6 @@ impl ConnectionConfig {
             ("peer_timeout", self.peer_timeout),
             ("reconnect_backoff", self.reconnect_backoff),
             ("reconnect_backoff_max", self.reconnect_backoff_max),
-            ("spin", self.spin),
-            ("busy_poll", self.busy_poll.unwrap_or_default()),
         ] {
             check_duration(name, d)?;
         }
@@ -238,17 +255,21 @@ impl ConnectionConfig {
                 auth_token: self.auth_token.clone(),
                 ..SessionConfig::default()
             },
-            backend: self.backend,
+            name: name.to_owned(),
             connect_timeout: self.connect_timeout,
             backoff_base: self.reconnect_backoff,
             backoff_max: self.reconnect_backoff_max,
-            pin_cpu: self.pin_cpu,
-            busy_poll: self.busy_poll,
-            thread_name: name.to_owned(),
+            ring: self.ring.clone(),
+            own_ring: RingConfig {
+                name: name.to_owned(),
+                backend: self.backend,
+                pin_cpu: self.pin_cpu,
+                idle: self.idle,
+                masked_uring_features: self.uring_mask().unwrap_or(0),
+            },
             zero_copy: self.zero_copy,
             follow_redirects: self.follow_redirects,
             auth_on_redirect: self.auth_on_redirect,
-            masked_features: self.uring_mask().unwrap_or(0),
             ..DriverConfig::default()
         }
     }

@@ -12,7 +12,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crate::producer::ledger::Ledger;
-use crate::Error;
+use crate::{Error, IdleStrategy};
 
 const PENDING: u8 = 0;
 const ACKED: u8 = 1;
@@ -141,6 +141,18 @@ impl DeliverySlot {
         {
             return;
         }
+        // Counted before anyone is told: a caller woken by this outcome sees it in the
+        // producer's counters.
+        let seq = self.seq.load(Ordering::Acquire);
+        if let (Some(ledger), true) = (&self.ledger, seq != UNSEALED) {
+            let bytes = self.bytes.load(Ordering::Relaxed);
+            if state == FAILED {
+                let e = self.error.lock().unwrap_or_else(|e| e.into_inner());
+                ledger.resolve(seq, bytes, Some(e.as_ref().unwrap_or(&Error::Closed)));
+            } else {
+                ledger.resolve(seq, bytes, None);
+            }
+        }
         // Store-then-load against the waiter's store of `has_waiters` then load of
         // `state`: without a full fence on both sides each could miss the other's store
         // (x86 reorders a store with a later load) and the waiter would sleep forever.
@@ -163,19 +175,10 @@ impl DeliverySlot {
                 }
             }
         }
-        // Last: `flush` returns once the ledger has every outcome, by which time every
-        // waiter is woken and every callback has run.
-        if let Some(ledger) = &self.ledger {
-            let seq = self.seq.load(Ordering::Acquire);
-            if seq != UNSEALED {
-                let bytes = self.bytes.load(Ordering::Relaxed);
-                if state == FAILED {
-                    let e = self.error.lock().unwrap_or_else(|e| e.into_inner());
-                    ledger.resolve(seq, bytes, Some(e.as_ref().unwrap_or(&Error::Closed)));
-                } else {
-                    ledger.resolve(seq, bytes, None);
-                }
-            }
+        // Last: `flush` returns once every batch before its cut is settled, by which
+        // time every waiter is woken and every callback has run.
+        if let (Some(ledger), true) = (&self.ledger, seq != UNSEALED) {
+            ledger.settle(seq);
         }
     }
 
@@ -227,54 +230,33 @@ impl DeliverySlot {
         }
     }
 
-    /// Blocks until done or `deadline`; spins for `spin` first (latency mode).
-    fn wait(&self, deadline: Option<Instant>, spin: Duration) -> bool {
+    /// Blocks until done or `deadline`, waiting as `idle` says.
+    fn wait(&self, deadline: Option<Instant>, idle: IdleStrategy) -> bool {
+        idle.wait(deadline, || self.is_done(), |timeout| self.park(timeout))
+    }
+
+    /// Registers this thread as a waiter and parks (at most `timeout`) unless done.
+    fn park(&self, timeout: Option<Duration>) {
+        {
+            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            if self.is_done() {
+                return;
+            }
+            let me = thread::current();
+            if !w.threads.iter().any(|t| t.id() == me.id()) {
+                w.threads.push(me);
+            }
+            self.has_waiters.store(true, Ordering::SeqCst);
+        }
+        // Pairs with the fence in `finish`: the completer reads `has_waiters` after its
+        // state store, so one of us sees the other.
+        fence(Ordering::SeqCst);
         if self.is_done() {
-            return true;
+            return;
         }
-        if !spin.is_zero() {
-            let until = crate::session::after(Instant::now(), spin);
-            while Instant::now() < until {
-                for _ in 0..64 {
-                    if self.is_done() {
-                        return true;
-                    }
-                    std::hint::spin_loop();
-                }
-            }
-        }
-        loop {
-            {
-                let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-                if self.is_done() {
-                    return true;
-                }
-                let me = thread::current();
-                if !w.threads.iter().any(|t| t.id() == me.id()) {
-                    w.threads.push(me);
-                }
-                self.has_waiters.store(true, Ordering::SeqCst);
-            }
-            // Pairs with the fence in `finish` (see there).
-            fence(Ordering::SeqCst);
-            // Re-check after publishing: the completer reads `has_waiters` after its
-            // state store, so one of us sees the other.
-            if self.is_done() {
-                return true;
-            }
-            match deadline {
-                None => thread::park(),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return self.is_done();
-                    }
-                    thread::park_timeout(d - now);
-                }
-            }
-            if self.is_done() {
-                return true;
-            }
+        match timeout {
+            None => thread::park(),
+            Some(t) => thread::park_timeout(t),
         }
     }
 }
@@ -286,21 +268,21 @@ impl DeliverySlot {
 pub struct DeliveryTicket {
     slot: Arc<DeliverySlot>,
     offset_in_batch: u32,
-    spin: Duration,
+    idle: IdleStrategy,
 }
 
 impl DeliveryTicket {
-    pub(crate) fn new(slot: Arc<DeliverySlot>, offset_in_batch: u32, spin: Duration) -> Self {
+    pub(crate) fn new(slot: Arc<DeliverySlot>, offset_in_batch: u32, idle: IdleStrategy) -> Self {
         DeliveryTicket {
             slot,
             offset_in_batch,
-            spin,
+            idle,
         }
     }
 
     /// Blocks until the record is acknowledged or has failed.
     pub fn wait(self) -> Result<RecordMetadata, Error> {
-        self.slot.wait(None, self.spin);
+        self.slot.wait(None, self.idle);
         self.slot
             .result(self.offset_in_batch)
             .unwrap_or(Err(Error::Closed))
@@ -318,7 +300,7 @@ impl DeliveryTicket {
 
     /// Blocks until `deadline`; `None` if the record is still pending then.
     pub fn wait_deadline(&self, deadline: Instant) -> Option<Result<RecordMetadata, Error>> {
-        self.slot.wait(Some(deadline), self.spin);
+        self.slot.wait(Some(deadline), self.idle);
         self.slot.result(self.offset_in_batch)
     }
 
@@ -404,7 +386,7 @@ mod tests {
     fn wait_across_threads() {
         let slot = Arc::new(DeliverySlot::new());
         slot.reset(3);
-        let t = DeliveryTicket::new(slot.clone(), 5, Duration::ZERO);
+        let t = DeliveryTicket::new(slot.clone(), 5, IdleStrategy::Block);
         assert!(t.try_wait().is_none());
         assert!(t.wait_timeout(Duration::from_millis(5)).is_none());
         let h = {
@@ -425,8 +407,12 @@ mod tests {
     fn failure_reaches_every_ticket() {
         let slot = Arc::new(DeliverySlot::new());
         slot.reset(1);
-        let a = DeliveryTicket::new(slot.clone(), 0, Duration::from_micros(50));
-        let b = DeliveryTicket::new(slot.clone(), 1, Duration::ZERO);
+        let a = DeliveryTicket::new(
+            slot.clone(),
+            0,
+            IdleStrategy::spin_then_block(Duration::from_micros(50)),
+        );
+        let b = DeliveryTicket::new(slot.clone(), 1, IdleStrategy::Block);
         slot.fail(Error::ConnectionClosed, 2);
         assert!(matches!(a.wait(), Err(Error::ConnectionClosed)));
         assert!(matches!(b.try_wait(), Some(Err(Error::ConnectionClosed))));
@@ -441,7 +427,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         for i in 0..3u32 {
             let (hits, tx) = (hits.clone(), tx.clone());
-            DeliveryTicket::new(slot.clone(), i, Duration::ZERO).on_complete(move |r| {
+            DeliveryTicket::new(slot.clone(), i, IdleStrategy::Block).on_complete(move |r| {
                 hits.fetch_add(1, Ordering::SeqCst);
                 tx.send(r.map(|m| m.offset_in_batch)).unwrap();
             });
@@ -454,7 +440,7 @@ mod tests {
         assert_eq!(got, [0, 1, 2]);
         // Registered after completion: runs at once, on this thread.
         let hits2 = hits.clone();
-        DeliveryTicket::new(slot.clone(), 7, Duration::ZERO).on_complete(move |r| {
+        DeliveryTicket::new(slot.clone(), 7, IdleStrategy::Block).on_complete(move |r| {
             assert_eq!(r.unwrap().offset_in_batch, 7);
             hits2.fetch_add(1, Ordering::SeqCst);
         });
@@ -474,7 +460,7 @@ mod tests {
             };
             for i in 0..4 {
                 let hits = hits.clone();
-                DeliveryTicket::new(slot.clone(), i, Duration::ZERO).on_complete(move |_| {
+                DeliveryTicket::new(slot.clone(), i, IdleStrategy::Block).on_complete(move |_| {
                     hits.fetch_add(1, Ordering::SeqCst);
                 });
             }

@@ -89,7 +89,7 @@ pub use admin::{FetchOutcome, LanceClient};
 pub use config::ConnectionConfig;
 pub use consumer::{ConsumerConfig, PollResult, SeekPosition, StandaloneConsumer, TopicRef};
 pub use delivery::{DeliveryTicket, RecordMetadata};
-pub use driver::{Backend, DriverStats, ZeroCopy};
+pub use driver::{Backend, DriverStats, IdleStrategy, Ring, RingConfig, ZeroCopy};
 pub use error::{BufferLimit, Error, Result};
 pub use producer::{
     FullBufferPolicy, LatencySummary, ProduceRecord, Producer, ProducerConfig, ProducerStats,

@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
-use crate::driver::{Command, Driver};
+use crate::driver::{Command, Driver, IdleStrategy, Step};
 use crate::proto::{Checksum, ControlCode, Request};
 use crate::session::{after, Call, Reply};
 use crate::Error;
@@ -14,6 +14,7 @@ use crate::Error;
 pub(crate) struct PendingReply {
     rx: Receiver<Result<Reply, Error>>,
     code: ControlCode,
+    idle: IdleStrategy,
     /// The driver answers by the request deadline; this adds a margin for a busy thread.
     give_up: Instant,
 }
@@ -33,17 +34,45 @@ impl PendingReply {
         Ok(PendingReply {
             rx,
             code: request.code(),
+            idle: driver.idle(),
             give_up: after(now, timeout + Duration::from_secs(5)),
         })
     }
 
-    /// Blocks for the reply.
+    /// Waits for the reply, as the connection's idle strategy says.
     pub(crate) fn wait(self) -> Result<Reply, Error> {
-        let left = self.give_up.saturating_duration_since(Instant::now());
-        match self.rx.recv_timeout(left) {
-            Ok(r) => r,
-            Err(RecvTimeoutError::Timeout) => Err(Error::Timeout(format!("{} request", self.code))),
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+        let mut idle = 0u32;
+        loop {
+            let left = self.give_up.saturating_duration_since(Instant::now());
+            let step = self.idle.step(idle);
+            idle = idle.saturating_add(1);
+            let got = match step {
+                Step::Spin | Step::Yield => match self.rx.try_recv() {
+                    Ok(r) => Ok(r),
+                    Err(TryRecvError::Empty) if !left.is_zero() => {
+                        if step == Step::Yield {
+                            std::thread::yield_now();
+                        } else {
+                            std::hint::spin_loop();
+                        }
+                        continue;
+                    }
+                    Err(TryRecvError::Empty) => Err(RecvTimeoutError::Timeout),
+                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                },
+                Step::Park(t) => match self.rx.recv_timeout(t.min(left)) {
+                    Err(RecvTimeoutError::Timeout) if !left.is_zero() => continue,
+                    other => other,
+                },
+                Step::Block => self.rx.recv_timeout(left),
+            };
+            return match got {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => {
+                    Err(Error::Timeout(format!("{} request", self.code)))
+                }
+                Err(RecvTimeoutError::Disconnected) => Err(Error::Closed),
+            };
         }
     }
 }

@@ -700,3 +700,110 @@ fn bench_times_the_work_not_the_ticker() {
     assert!(v["seconds"].as_f64().unwrap() < 30.0, "{v}");
     assert!(t.elapsed() < Duration::from_secs(45));
 }
+
+/// Issue 11, item 6: produce→consume latency at a fixed rate, measured from each
+/// record's scheduled send time; every record sent is read, the warm-up second is not
+/// measured.
+#[test]
+fn bench_e2e_reports_scheduled_time_latency() {
+    let dir = std::env::temp_dir().join(format!("lnc-uring-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for backend in ["poll", "auto"] {
+        let hgrm = dir.join(format!("{backend}.hgrm"));
+        let (status, out, err) = cli_bounded(
+            &[
+                "--json",
+                "--backend",
+                backend,
+                "bench",
+                "e2e",
+                "--rate",
+                "200",
+                "--duration-secs",
+                "2",
+                "--hdr-out",
+                hgrm.to_str().unwrap(),
+            ],
+            Duration::from_secs(60),
+        );
+        assert!(status.success(), "{backend}: {err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["bench"], "e2e");
+        assert_eq!(v["records_sent"], 400, "{v}");
+        assert_eq!(v["records_received"], 400, "{v}");
+        assert_eq!(v["records_unique"], 400, "{v}");
+        // Records scheduled in the first second are the warm-up.
+        assert_eq!(v["records_measured"], 200, "{v}");
+        let keys = ["p50_us", "p99_us", "p999_us", "p9999_us", "max_us"];
+        let q: Vec<f64> = keys
+            .iter()
+            .map(|k| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}")))
+            .collect();
+        assert!(q[0] > 0.0, "{v}");
+        assert!(q.windows(2).all(|w| w[0] <= w[1]), "{v}");
+
+        // The distribution in HdrHistogram's percentile text format.
+        let text = std::fs::read_to_string(&hgrm).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("       Value     Percentile TotalCount 1/(1-Percentile)")
+        );
+        assert_eq!(lines.next(), Some(""));
+        let rows: Vec<Vec<&str>> = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with('#'))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert!(rows.len() > 5, "{text}");
+        let last = rows.last().unwrap();
+        assert_eq!(last[1], "1.000000000000", "{text}");
+        assert_eq!(last[2], "200", "{text}");
+        let values: Vec<f64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
+        assert!(values.windows(2).all(|w| w[0] <= w[1]), "{text}");
+        // Microseconds, as the JSON figures are (the file's are bucket tops).
+        assert!(
+            (values[values.len() - 1] - q[4]).abs() <= q[4] * 0.01 + 1.0,
+            "{text}"
+        );
+        assert!(text.contains("#[Max     = "), "{text}");
+        assert!(text.contains("Total count    =          200]"), "{text}");
+    }
+
+    // Send-with-ACK at a fixed rate, with its own distribution file.
+    let hgrm = dir.join("latency.hgrm");
+    let (status, out, err) = cli_bounded(
+        &[
+            "--json",
+            "bench",
+            "latency",
+            "--rate",
+            "1000",
+            "--count",
+            "300",
+            "--hdr-out",
+            hgrm.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["rate"], 1000.0, "{v}");
+    assert_eq!(v["samples"], 300, "{v}");
+    assert!(v["p9999_us"].as_f64().unwrap() > 0.0, "{v}");
+    let text = std::fs::read_to_string(&hgrm).unwrap();
+    assert!(text.contains("Total count    =          300]"), "{text}");
+
+    // Nonsense is a usage error.
+    for args in [
+        &["bench", "e2e", "--rate", "0"][..],
+        &["bench", "e2e", "--rate", "abc"],
+        &["bench", "e2e", "--duration-secs", "1"],
+        &["bench", "e2e", "--record-size", "8"],
+        &["bench", "latency", "--rate", "-5"],
+    ] {
+        let (status, _, err) = cli_bounded(args, Duration::from_secs(30));
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

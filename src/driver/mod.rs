@@ -16,8 +16,10 @@
 //! [`crate::session::Session`]; the backends only move bytes.
 
 mod engine;
+mod idle;
 pub(crate) mod io;
 pub(crate) mod poll;
+mod ring;
 mod socket;
 mod stats;
 #[cfg(target_os = "linux")]
@@ -26,18 +28,19 @@ pub(crate) mod waker;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
 use crate::session::{Batch, Call, SessionConfig};
 use crate::Error;
+pub use idle::IdleStrategy;
+pub(crate) use idle::Step;
+pub(crate) use ring::Driver;
+pub use ring::{Ring, RingConfig};
 pub(crate) use stats::Counters;
 pub use stats::DriverStats;
-use waker::Waker;
 
 /// Which I/O backend a driver thread uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -141,29 +144,35 @@ pub(crate) enum Command {
     DebugStop {
         panic: bool,
     },
-    /// Finish what is queued, then stop; fail what is left at `deadline`.
+    /// A new connection on the ring; `ready` gets its first connection attempt's outcome.
+    Open {
+        cfg: Box<DriverConfig>,
+        counters: Arc<Counters>,
+        ready: Sender<Result<(), Error>>,
+    },
+    /// Finish what is queued, then close the connection; fail what is left at
+    /// `deadline`. `done` is told when the ring has let go of everything.
     Shutdown {
         deadline: Instant,
+        done: Sender<()>,
     },
 }
 
-/// Driver settings.
+/// One connection's settings.
 #[derive(Clone, Debug)]
 pub(crate) struct DriverConfig {
+    /// For logs.
+    pub(crate) name: String,
     /// Seed addresses (`host:port`, `ip:port`, `[v6]:port`), tried in order.
     pub(crate) addrs: Vec<String>,
     pub(crate) session: SessionConfig,
-    pub(crate) backend: Backend,
     pub(crate) connect_timeout: Duration,
     pub(crate) backoff_base: Duration,
     pub(crate) backoff_max: Duration,
-    /// Pin the thread to this CPU id.
-    pub(crate) pin_cpu: Option<usize>,
-    /// Busy-poll this long after the last activity before parking (latency mode).
-    pub(crate) busy_poll: Option<Duration>,
-    /// Capacity of the command queue.
-    pub(crate) queue_capacity: usize,
-    pub(crate) thread_name: String,
+    /// The ring to open the connection on; without one, a ring of its own with
+    /// `own_ring`'s settings.
+    pub(crate) ring: Option<Ring>,
+    pub(crate) own_ring: RingConfig,
     /// Where lingering batches live.
     pub(crate) accumulator: Option<Arc<dyn Accumulator>>,
     pub(crate) zero_copy: ZeroCopy,
@@ -171,11 +180,9 @@ pub(crate) struct DriverConfig {
     pub(crate) follow_redirects: bool,
     /// Send the auth token to a redirect target that is not one of `addrs`.
     pub(crate) auth_on_redirect: bool,
-    /// io_uring features to treat as missing (a test hook: every fallback path can run on
-    /// a kernel that has everything). Bits of `uring::probe::Feature`.
-    pub(crate) masked_features: u32,
-    /// Receive buffers: count (a power of two; the io_uring backend's provided-buffer
-    /// ring) and size (also the `poll` backend's read size).
+    /// Receive buffers: count (the io_uring backend's provided-buffer ring, shared by the
+    /// ring's connections and sized by the first) and size (also the `poll` backend's
+    /// read size).
     pub(crate) recv_buffers: (u16, usize),
     /// Large fetch replies are received straight into their destination (a consumer):
     /// single-shot receives, each into the session's target or a small scratch buffer.
@@ -185,168 +192,20 @@ pub(crate) struct DriverConfig {
 impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
+            name: "lnc-uring".into(),
             addrs: vec![format!("127.0.0.1:{}", crate::proto::DEFAULT_PORT)],
             session: SessionConfig::default(),
-            backend: Backend::Auto,
             connect_timeout: Duration::from_secs(10),
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
-            pin_cpu: None,
-            busy_poll: None,
-            queue_capacity: 4096,
-            thread_name: "lnc-uring".into(),
+            ring: None,
+            own_ring: RingConfig::default(),
             accumulator: None,
             zero_copy: ZeroCopy::Auto,
             follow_redirects: true,
             auth_on_redirect: false,
-            masked_features: 0,
             recv_buffers: (16, 64 * 1024),
             direct_receive: false,
-        }
-    }
-}
-
-/// The handles' side of a driver thread.
-#[derive(Debug)]
-pub(crate) struct Driver {
-    tx: Sender<Command>,
-    waker: Arc<Waker>,
-    counters: Arc<Counters>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Driver {
-    /// Starts the thread and waits for its first connection attempt. Fails when no
-    /// address accepts a connection or the backend cannot start.
-    pub(crate) fn spawn(cfg: DriverConfig) -> Result<Driver, Error> {
-        if cfg.addrs.is_empty() {
-            return Err(Error::Config("no server address".into()));
-        }
-        let waker = Arc::new(Waker::new()?);
-        let counters = Arc::new(Counters::default());
-        let (tx, rx) = crossbeam_channel::bounded(cfg.queue_capacity.max(1));
-        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-        let thread = {
-            let waker = waker.clone();
-            let counters = counters.clone();
-            let cfg = cfg.clone();
-            std::thread::Builder::new()
-                .name(cfg.thread_name.clone())
-                .spawn(move || engine::thread_main(cfg, rx, waker, counters, ready_tx))?
-        };
-        let driver = Driver {
-            tx,
-            waker,
-            counters,
-            thread: Mutex::new(Some(thread)),
-        };
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(driver),
-            Ok(Err(e)) => {
-                driver.join();
-                Err(e)
-            }
-            Err(_) => {
-                driver.join();
-                Err(Error::Closed)
-            }
-        }
-    }
-
-    /// Queues a command and wakes the thread if it is parked.
-    pub(crate) fn submit(&self, cmd: Command) -> Result<(), Error> {
-        self.tx.send(cmd).map_err(|_| Error::Closed)?;
-        self.waker.wake();
-        Ok(())
-    }
-
-    /// Queues a command that needs no action before `at`: the thread is woken only if
-    /// it sleeps past `at` (a linger timer set while the driver waits for an ACK costs
-    /// no wake-up).
-    pub(crate) fn submit_by(&self, cmd: Command, at: Instant) {
-        if self.tx.send(cmd).is_ok() {
-            self.waker.wake_by(at);
-        }
-    }
-
-    /// Hands a sealed batch to the thread. If the thread is gone, the batch fails with
-    /// the reason it stopped.
-    pub(crate) fn submit_batch(&self, batch: Batch) {
-        if let Err(e) = self.tx.send(Command::Batch(batch)) {
-            if let Command::Batch(mut b) = e.into_inner() {
-                b.fail(self.stopped().unwrap_or(Error::Closed));
-            }
-            return;
-        }
-        self.waker.wake_for_data();
-    }
-
-    /// `Some(error)` once the thread has stopped by itself (a backend failure, a panic);
-    /// `None` while it runs or after an orderly shutdown.
-    pub(crate) fn stopped(&self) -> Option<Error> {
-        if !self.counters.stopped.load(Ordering::Acquire) {
-            return None;
-        }
-        self.counters
-            .stop_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .map(|reason| Error::Stopped { reason })
-    }
-
-    /// Whether a connection is up now.
-    pub(crate) fn is_connected(&self) -> bool {
-        self.counters.connected.load(Ordering::Acquire)
-    }
-
-    /// Test hook: the thread stops as if its backend failed, or panics.
-    pub(crate) fn debug_stop(&self, panic: bool) {
-        let _ = self.submit(Command::DebugStop { panic });
-    }
-
-    /// Asks the thread to finish by `deadline` and waits for it.
-    pub(crate) fn shutdown(&self, deadline: Instant) {
-        let _ = self.submit(Command::Shutdown { deadline });
-        self.join();
-    }
-
-    fn join(&self) {
-        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = handle {
-            let _ = h.join();
-        }
-    }
-
-    /// Why the last connection was dropped, if one was.
-    pub(crate) fn last_error(&self) -> Option<String> {
-        self.counters
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// A copy of the ACK latency histogram (µs).
-    pub(crate) fn ack_latency(&self) -> hdrhistogram::Histogram<u64> {
-        self.counters
-            .ack_latency
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_else(crate::session::new_histogram)
-    }
-
-    pub(crate) fn stats(&self) -> DriverStats {
-        self.counters.snapshot(self.waker.writes())
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // Handles shut the driver down explicitly; this only covers early errors.
-        if self.thread.lock().map(|t| t.is_some()).unwrap_or(false) {
-            self.shutdown(Instant::now());
         }
     }
 }

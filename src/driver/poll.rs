@@ -1,6 +1,7 @@
-//! The portable backend: one non-blocking socket, `poll(2)` on it and the waker's
-//! eventfd, `writev` of every queued frame at once. Used where io_uring is unavailable
-//! (containers under the default seccomp profile return EPERM or ENOSYS) or by choice.
+//! The portable backend: non-blocking sockets, one `poll(2)` over all of a ring's
+//! connections and the waker's eventfd, `writev` of every queued frame at once. Used
+//! where io_uring is unavailable (containers under the default seccomp profile return
+//! EPERM or ENOSYS) or by choice.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
@@ -10,15 +11,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::io::{Events, Io, Link};
+use super::io::{ConnIo, EventSink, Events, Io, Link, Slot};
 use super::socket::{new_socket, sockaddr};
 use super::waker::Waker;
-use super::Counters;
 use crate::buffers::Registration;
 use crate::session::TxKey;
 
 /// Most frames gathered into one `writev`.
 const MAX_IOV: usize = 64;
+/// Reads per connection per turn (fairness between connections).
+const READS_PER_TURN: usize = 16;
 
 /// A frame queued for sending: the session keeps `len` bytes at `ptr` valid and
 /// unchanged until it is reported sent or the connection is closed.
@@ -30,10 +32,10 @@ struct Pending {
     done: usize,
 }
 
+/// One connection.
 #[derive(Debug)]
-pub(crate) struct PollIo {
-    waker: Arc<Waker>,
-    counters: Arc<Counters>,
+struct Conn {
+    cfg: ConnIo,
     sock: Option<TcpStream>,
     link: Link,
     /// A connect in progress (non-blocking) and when it times out.
@@ -41,37 +43,45 @@ pub(crate) struct PollIo {
     /// A connect that finished or failed before `poll` could report it.
     connect_result: Option<io::Result<TcpStream>>,
     pending: VecDeque<Pending>,
+    /// The socket refused more data (EWOULDBLOCK): POLLOUT will wake the loop.
+    blocked: bool,
     rbuf: Vec<u8>,
 }
 
+#[derive(Debug)]
+pub(crate) struct PollIo {
+    waker: Arc<Waker>,
+    conns: Vec<Option<Conn>>,
+    fds: Vec<libc::pollfd>,
+    /// `fds[i + 1]` belongs to slot `owners[i]`.
+    owners: Vec<Slot>,
+}
+
 impl PollIo {
-    /// `read_len`: bytes per `read` into the backend's own buffer (small for a consumer,
-    /// whose large replies are read straight into their destination).
-    pub(crate) fn new(
-        waker: Arc<Waker>,
-        counters: Arc<Counters>,
-        read_len: usize,
-    ) -> io::Result<PollIo> {
+    pub(crate) fn new(waker: Arc<Waker>) -> io::Result<PollIo> {
         Ok(PollIo {
             waker,
-            counters,
-            sock: None,
-            link: Link::Idle,
-            connecting: None,
-            connect_result: None,
-            pending: VecDeque::new(),
-            rbuf: vec![0u8; read_len.max(4096)],
+            conns: Vec::new(),
+            fds: Vec::new(),
+            owners: Vec::new(),
         })
     }
 
+    fn conn(&mut self, slot: Slot) -> &mut Conn {
+        self.conns[slot as usize].as_mut().expect("slot in use")
+    }
+}
+
+impl Conn {
     fn shut(&mut self, events: &mut dyn Events, error: Option<io::Error>) {
         self.sock = None;
         self.pending.clear();
+        self.blocked = false;
         self.link = Link::Idle;
         events.closed(error);
     }
 
-    /// Writes as much of the queue as the socket takes. `Ok(false)` on EOF-like errors.
+    /// Writes as much of the queue as the socket takes.
     fn write_pending(&mut self, events: &mut dyn Events) -> io::Result<()> {
         let Some(sock) = self.sock.as_mut() else {
             return Ok(());
@@ -90,11 +100,15 @@ impl PollIo {
             let written = match sock.write_vectored(&iov[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(w) => w,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.blocked = true;
+                    return Ok(());
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            self.counters.send_ops.fetch_add(1, Ordering::Relaxed);
+            self.blocked = false;
+            self.cfg.counters.send_ops.fetch_add(1, Ordering::Relaxed);
             let mut left = written;
             while left > 0 {
                 let p = self.pending.front_mut().expect("wrote more than queued");
@@ -112,14 +126,14 @@ impl PollIo {
         Ok(())
     }
 
-    /// Reads until the socket is drained (bounded, to stay fair to sends).
+    /// Reads what the socket has (bounded, to stay fair to other connections), straight
+    /// into the session's receive target when it has one. `Ok(false)` at end of stream.
     fn read_available(&mut self, events: &mut dyn Events) -> io::Result<bool> {
-        for _ in 0..64 {
+        for _ in 0..READS_PER_TURN {
             let Some(sock) = self.sock.as_mut() else {
                 return Ok(true);
             };
-            let target = events.recv_target();
-            let (dest, direct) = match target {
+            let (dest, direct) = match events.recv_target() {
                 // SAFETY: the session keeps `len` bytes at `ptr` valid, unmoved and
                 // unaliased until `received` or the end of the connection
                 // (`Events::recv_target`); nothing else touches them during this call.
@@ -130,7 +144,10 @@ impl PollIo {
             match sock.read(dest) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
-                    self.counters.recv_events.fetch_add(1, Ordering::Relaxed);
+                    self.cfg
+                        .counters
+                        .recv_events
+                        .fetch_add(1, Ordering::Relaxed);
                     if direct {
                         events.received(n);
                     } else {
@@ -147,69 +164,44 @@ impl PollIo {
         }
         Ok(true)
     }
-}
 
-impl PollIo {
-    /// Waits (at most `timeout`, and not past the connect deadline) for a connect in
-    /// progress to finish.
-    fn poll_connect(
-        &mut self,
-        sock: TcpStream,
-        deadline: Instant,
-        timeout: Option<Duration>,
-        events: &mut dyn Events,
-    ) -> io::Result<()> {
-        let now = Instant::now();
-        if now >= deadline {
-            self.link = Link::Idle;
-            events.connect_failed(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
-            return Ok(());
-        }
-        let left = deadline - now;
-        let wait = timeout.map_or(left, |t| t.min(left));
-        let mut fds = [
-            libc::pollfd {
-                fd: self.waker.fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: sock.as_raw_fd(),
-                events: libc::POLLOUT,
-                revents: 0,
-            },
-        ];
-        // SAFETY: `fds` is a valid array of two initialised pollfd structs that lives
-        // across the call; nfds matches its length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, poll_ms(Some(wait))) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            self.connecting = Some((sock, deadline));
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(())
-            } else {
-                Err(e)
-            };
-        }
-        if fds[0].revents != 0 {
-            self.waker.drain();
-        }
-        if fds[1].revents == 0 {
-            self.connecting = Some((sock, deadline));
-            return Ok(());
-        }
-        match sock.take_error() {
-            Ok(None) => {
-                self.sock = Some(sock);
-                self.link = Link::Up;
-                events.connected();
+    /// Reports a connect that finished; `true` if there was one to report.
+    fn finish_connect(&mut self, events: &mut dyn Events) -> bool {
+        if let Some(r) = self.connect_result.take() {
+            match r {
+                Ok(s) => {
+                    self.sock = Some(s);
+                    self.link = Link::Up;
+                    events.connected();
+                }
+                Err(e) => {
+                    self.link = Link::Idle;
+                    events.connect_failed(e);
+                }
             }
-            Ok(Some(e)) | Err(e) => {
-                self.link = Link::Idle;
-                events.connect_failed(e);
-            }
+            return true;
         }
-        Ok(())
+        false
+    }
+
+    /// A connect in progress: its socket became writable (or failed), or timed out.
+    fn check_connect(&mut self, revents: i16, now: Instant) {
+        let Some((sock, deadline)) = self.connecting.take() else {
+            return;
+        };
+        if revents != 0 {
+            self.connect_result = Some(match sock.take_error() {
+                Ok(None) => Ok(sock),
+                Ok(Some(e)) | Err(e) => Err(e),
+            });
+        } else if now >= deadline {
+            self.connect_result = Some(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connect timed out",
+            )));
+        } else {
+            self.connecting = Some((sock, deadline));
+        }
     }
 }
 
@@ -224,7 +216,39 @@ fn poll_ms(timeout: Option<Duration>) -> i32 {
 }
 
 impl Io for PollIo {
-    fn connect(&mut self, addr: SocketAddr, timeout: Duration) -> io::Result<()> {
+    fn add(&mut self, cfg: ConnIo) -> io::Result<Slot> {
+        let read_len = cfg.recv_buffers.1.max(4096);
+        let conn = Conn {
+            cfg,
+            sock: None,
+            link: Link::Idle,
+            connecting: None,
+            connect_result: None,
+            pending: VecDeque::new(),
+            blocked: false,
+            rbuf: vec![0u8; read_len],
+        };
+        let slot = match self.conns.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        if slot > Slot::MAX as usize {
+            return Err(io::Error::other("too many connections on one ring"));
+        }
+        self.conns[slot] = Some(conn);
+        Ok(slot as Slot)
+    }
+
+    fn remove(&mut self, slot: Slot) {
+        if let Some(c) = self.conns.get_mut(slot as usize) {
+            *c = None;
+        }
+    }
+
+    fn connect(&mut self, slot: Slot, addr: SocketAddr, timeout: Duration) -> io::Result<()> {
         let sock = TcpStream::from(new_socket(&addr, true)?);
         // SAFETY: all-zero is a valid sockaddr_storage.
         let mut sa: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -238,35 +262,50 @@ impl Io for PollIo {
                 len,
             )
         };
-        self.link = Link::Connecting;
+        let c = self.conn(slot);
+        c.link = Link::Connecting;
         if r == 0 {
-            self.connect_result = Some(Ok(sock));
+            c.connect_result = Some(Ok(sock));
             return Ok(());
         }
         let e = io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            self.connect_result = Some(Err(e));
+            c.connect_result = Some(Err(e));
             return Ok(());
         }
-        self.connecting = Some((sock, crate::session::after(Instant::now(), timeout)));
+        c.connecting = Some((sock, crate::session::after(Instant::now(), timeout)));
         Ok(())
     }
 
-    fn link(&self) -> Link {
-        self.link
+    fn link(&self, slot: Slot) -> Link {
+        self.conns[slot as usize]
+            .as_ref()
+            .map_or(Link::Idle, |c| c.link)
     }
 
-    fn can_queue(&self) -> bool {
-        self.link == Link::Up && self.pending.len() < 1024
+    fn can_queue(&self, slot: Slot) -> bool {
+        self.conns[slot as usize]
+            .as_ref()
+            .is_some_and(|c| c.link == Link::Up && c.pending.len() < 1024)
     }
 
-    fn write_in_flight(&self) -> bool {
-        // Data the socket did not take: poll(2) waits for POLLOUT, which wakes the loop.
-        self.link == Link::Up && !self.pending.is_empty()
+    fn write_in_flight(&self, slot: Slot) -> bool {
+        // Only data the socket refused: poll(2) waits for POLLOUT, which wakes the loop.
+        // (Frames queued this turn are written before the wait, synchronously.)
+        self.conns[slot as usize]
+            .as_ref()
+            .is_some_and(|c| c.link == Link::Up && c.blocked && !c.pending.is_empty())
     }
 
-    fn queue(&mut self, key: TxKey, ptr: *const u8, len: usize, _reg: Option<Registration>) {
-        self.pending.push_back(Pending {
+    fn queue(
+        &mut self,
+        slot: Slot,
+        key: TxKey,
+        ptr: *const u8,
+        len: usize,
+        _reg: Option<Registration>,
+    ) {
+        self.conn(slot).pending.push_back(Pending {
             key,
             ptr,
             len,
@@ -274,73 +313,93 @@ impl Io for PollIo {
         });
     }
 
-    fn close(&mut self) {
-        if self.connecting.take().is_some() {
-            self.connect_result = Some(Err(io::Error::new(
+    fn close(&mut self, slot: Slot) {
+        let c = self.conn(slot);
+        if c.connecting.take().is_some() {
+            c.connect_result = Some(Err(io::Error::new(
                 io::ErrorKind::Interrupted,
                 "connect abandoned (the handle is closing)",
             )));
-        } else if self.link != Link::Idle {
-            self.link = Link::Closing;
+        } else if c.link != Link::Idle && c.connect_result.is_none() {
+            c.link = Link::Closing;
         }
     }
 
     fn quiesce(&mut self, _timeout: Duration) -> bool {
         // Nothing outlives a call here: writes copy synchronously.
-        self.pending.clear();
+        for c in self.conns.iter_mut().flatten() {
+            c.pending.clear();
+        }
         true
     }
 
-    fn poll(&mut self, timeout: Option<Duration>, events: &mut dyn Events) -> io::Result<()> {
-        if let Some(r) = self.connect_result.take() {
-            match r {
-                Ok(s) => {
-                    self.sock = Some(s);
-                    self.link = Link::Up;
-                    events.connected();
-                }
-                Err(e) => {
-                    self.link = Link::Idle;
-                    events.connect_failed(e);
+    fn poll(&mut self, timeout: Option<Duration>, sink: &mut dyn EventSink) -> io::Result<()> {
+        // Work that needs no waiting: finished connects, closes, and writes (usually the
+        // socket has room and no poll is needed for it).
+        let mut did = false;
+        for (i, slot) in self.conns.iter_mut().enumerate() {
+            let Some(c) = slot.as_mut() else { continue };
+            let Some(events) = sink.events(i as Slot) else {
+                continue;
+            };
+            if c.finish_connect(events) {
+                did = true;
+                continue;
+            }
+            if c.link == Link::Closing {
+                c.shut(events, None);
+                did = true;
+                continue;
+            }
+            if c.link == Link::Up && !c.pending.is_empty() {
+                if let Err(e) = c.write_pending(events) {
+                    c.shut(events, Some(e));
+                    did = true;
                 }
             }
-            return Ok(());
         }
-        if self.link == Link::Closing {
-            self.shut(events, None);
-            return Ok(());
-        }
-        if let Some((sock, deadline)) = self.connecting.take() {
-            return self.poll_connect(sock, deadline, timeout, events);
-        }
-        // Write first: usually the socket has room and no poll is needed for it.
-        if self.link == Link::Up {
-            if let Err(e) = self.write_pending(events) {
-                self.shut(events, Some(e));
-                return Ok(());
-            }
-        }
-        let mut fds = [
-            libc::pollfd {
-                fd: self.waker.fd(),
-                events: libc::POLLIN,
+        let timeout = if did { Some(Duration::ZERO) } else { timeout };
+        self.fds.clear();
+        self.owners.clear();
+        self.fds.push(libc::pollfd {
+            fd: self.waker.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        let mut wait = timeout;
+        let now = Instant::now();
+        for (i, slot) in self.conns.iter().enumerate() {
+            let Some(c) = slot.as_ref() else { continue };
+            let (fd, ev) = if let Some((s, deadline)) = &c.connecting {
+                let left = deadline.saturating_duration_since(now);
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+                (s.as_raw_fd(), libc::POLLOUT)
+            } else if let Some(s) = &c.sock {
+                let out = if c.pending.is_empty() {
+                    0
+                } else {
+                    libc::POLLOUT
+                };
+                (s.as_raw_fd(), libc::POLLIN | out)
+            } else {
+                continue;
+            };
+            self.fds.push(libc::pollfd {
+                fd,
+                events: ev,
                 revents: 0,
-            },
-            libc::pollfd {
-                fd: self.sock.as_ref().map_or(-1, |s| s.as_raw_fd()),
-                events: libc::POLLIN
-                    | if self.pending.is_empty() {
-                        0
-                    } else {
-                        libc::POLLOUT
-                    },
-                revents: 0,
-            },
-        ];
-        let ms = poll_ms(timeout);
-        // SAFETY: `fds` is a valid array of two initialised pollfd structs that lives
-        // across the call; nfds matches its length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+            });
+            self.owners.push(i as Slot);
+        }
+        // SAFETY: `fds` is a valid array of initialised pollfd structs that lives across
+        // the call; nfds matches its length.
+        let n = unsafe {
+            libc::poll(
+                self.fds.as_mut_ptr(),
+                self.fds.len() as libc::nfds_t,
+                poll_ms(wait),
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::Interrupted {
@@ -349,30 +408,49 @@ impl Io for PollIo {
                 Err(e)
             };
         }
-        if fds[0].revents != 0 {
+        if self.fds[0].revents != 0 {
             self.waker.drain();
         }
-        let rev = fds[1].revents;
-        if self.sock.is_some() && rev != 0 {
+        let now = Instant::now();
+        for k in 0..self.owners.len() {
+            let (slot, rev) = (self.owners[k], self.fds[k + 1].revents);
+            let Some(c) = self.conns[slot as usize].as_mut() else {
+                continue;
+            };
+            let Some(events) = sink.events(slot) else {
+                continue;
+            };
+            if c.connecting.is_some() {
+                c.check_connect(rev, now);
+                c.finish_connect(events);
+                continue;
+            }
+            if c.sock.is_none() || rev == 0 {
+                continue;
+            }
             if rev & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                match self.read_available(events) {
+                match c.read_available(events) {
                     Ok(true) => {}
                     Ok(false) => {
-                        self.shut(events, None);
-                        return Ok(());
+                        c.shut(events, None);
+                        continue;
                     }
                     Err(e) => {
-                        self.shut(events, Some(e));
-                        return Ok(());
+                        c.shut(events, Some(e));
+                        continue;
                     }
                 }
             }
             if rev & libc::POLLOUT != 0 {
-                if let Err(e) = self.write_pending(events) {
-                    self.shut(events, Some(e));
+                if let Err(e) = c.write_pending(events) {
+                    c.shut(events, Some(e));
                 }
             }
         }
         Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "poll(2)".into()
     }
 }

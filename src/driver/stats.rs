@@ -31,12 +31,42 @@ pub(crate) struct Counters {
     pub(crate) last_error: Mutex<Option<String>>,
     /// A connection is up.
     pub(crate) connected: AtomicBool,
+    /// While the ring sleeps: a write of this connection is in flight, and its completion
+    /// will wake the ring (more data needs no wake-up: it cannot go out before that write
+    /// is done, and the ring looks at its queue when it wakes).
+    pub(crate) write_due: AtomicBool,
     /// The thread has stopped (set once, before anything it held is failed).
     pub(crate) stopped: AtomicBool,
     /// Why it stopped.
     pub(crate) stop_reason: Mutex<Option<String>>,
     /// ACK latency, µs (merged from the thread's own histogram every 100 ms at most).
     pub(crate) ack_latency: Mutex<Option<hdrhistogram::Histogram<u64>>>,
+}
+
+impl DriverStats {
+    /// Adds another connection's counters to these (the backend name is kept).
+    pub(crate) fn add(&mut self, o: &DriverStats) {
+        self.connects += o.connects;
+        self.connect_failures += o.connect_failures;
+        self.disconnects += o.disconnects;
+        self.bytes_sent += o.bytes_sent;
+        self.bytes_received += o.bytes_received;
+        self.send_ops += o.send_ops;
+        self.zc_sends += o.zc_sends;
+        self.zc_copied += o.zc_copied;
+        self.zc_fixed += o.zc_fixed;
+        self.recv_events += o.recv_events;
+        self.buffer_shortages += o.buffer_shortages;
+        self.waits += o.waits;
+        self.wakeups += o.wakeups;
+        self.batches_in_flight += o.batches_in_flight;
+        self.batches_acked += o.batches_acked;
+        self.batches_failed += o.batches_failed;
+        self.batches_retried += o.batches_retried;
+        self.keepalives_sent += o.keepalives_sent;
+        self.unattributed_errors += o.unattributed_errors;
+        self.features_lost += o.features_lost;
+    }
 }
 
 impl Counters {

@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// `asleep_until` while the driver runs.
@@ -31,10 +31,6 @@ pub(crate) struct Waker {
     /// (plus one, so an instant equal to `base` is not `AWAKE`), or `FOREVER`.
     asleep_until: AtomicU64,
     base: Instant,
-    /// While asleep: a write of the driver's is in flight, and its completion will wake
-    /// it (so more data for the connection needs no wake-up: it cannot go out before
-    /// that write is done anyway, and the driver looks at its queue when it wakes).
-    write_due: AtomicBool,
     writes: AtomicU64,
 }
 
@@ -51,7 +47,6 @@ impl Waker {
             file: File::from(owned),
             asleep_until: AtomicU64::new(AWAKE),
             base: Instant::now(),
-            write_due: AtomicBool::new(false),
             writes: AtomicU64::new(0),
         })
     }
@@ -64,18 +59,6 @@ impl Waker {
     pub(crate) fn wake(&self) {
         fence(Ordering::SeqCst);
         if self.asleep_until.load(Ordering::SeqCst) != AWAKE {
-            self.force_wake();
-        }
-    }
-
-    /// Called by a handle after it queued data to send: wakes the driver only if it
-    /// sleeps without a write in flight (a completing write wakes it anyway, and the
-    /// data could not go out before it).
-    pub(crate) fn wake_for_data(&self) {
-        fence(Ordering::SeqCst);
-        if self.asleep_until.load(Ordering::SeqCst) != AWAKE
-            && !self.write_due.load(Ordering::SeqCst)
-        {
             self.force_wake();
         }
     }
@@ -97,10 +80,8 @@ impl Waker {
         let _ = (&self.file).write(&1u64.to_ne_bytes());
     }
 
-    /// Driver: about to block until `until` (`None`: until woken); `write_due`: a write
-    /// is in flight whose completion will wake it.
-    pub(crate) fn set_asleep(&self, until: Option<Instant>, write_due: bool) {
-        self.write_due.store(write_due, Ordering::SeqCst);
+    /// Driver: about to block until `until` (`None`: until woken).
+    pub(crate) fn set_asleep(&self, until: Option<Instant>) {
         let v = until.map_or(FOREVER, |t| self.stamp(t));
         self.asleep_until.store(v, Ordering::SeqCst);
     }

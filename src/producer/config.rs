@@ -60,6 +60,16 @@ pub struct ProducerConfig {
     /// be acknowledged before failing them. Default 5 s. What could not be delivered is
     /// logged (`log::warn!`) and written to standard error.
     pub drop_timeout: Duration,
+    /// Connections to the server, each on a ring (driver thread) of its own: topics are
+    /// spread over them by id, each topic on one connection, so its records keep their
+    /// order. Default 1.
+    pub connections: usize,
+    /// With several connections: spread every topic's batches over all of them, for raw
+    /// throughput. Batches of one topic can then be stored in another order than they
+    /// were sent (records within a batch keep theirs). Default off.
+    pub spread: bool,
+    /// With several connections: pin connection `i`'s thread to `pin_cpus[i % len]`.
+    pub pin_cpus: Vec<usize>,
     /// How the connection is made (address, backend, pinning, checksum, auth, …).
     pub connection: ConnectionConfig,
 }
@@ -76,6 +86,9 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_secs(120),
             max_retries: 5,
             drop_timeout: Duration::from_secs(5),
+            connections: 1,
+            spread: false,
+            pin_cpus: Vec::new(),
             connection: ConnectionConfig::default(),
         }
     }
@@ -131,6 +144,25 @@ impl ProducerConfig {
         self.drop_timeout = t;
         self
     }
+    /// Sets [`ProducerConfig::connections`] (and pins connection `i` to
+    /// `pin_cpus[i % len]` when `pin_cpus` is not empty).
+    ///
+    /// ```
+    /// use lnc_uring::ProducerConfig;
+    ///
+    /// let cfg = ProducerConfig::default().with_connections(4, &[0, 1, 2, 3]).with_spread(true);
+    /// assert_eq!((cfg.connections, cfg.spread), (4, true));
+    /// ```
+    pub fn with_connections(mut self, n: usize, pin_cpus: &[usize]) -> Self {
+        self.connections = n;
+        self.pin_cpus = pin_cpus.to_vec();
+        self
+    }
+    /// Sets [`ProducerConfig::spread`].
+    pub fn with_spread(mut self, on: bool) -> Self {
+        self.spread = on;
+        self
+    }
     /// Sets [`ProducerConfig::connection`].
     pub fn with_connection(mut self, c: ConnectionConfig) -> Self {
         self.connection = c;
@@ -142,6 +174,12 @@ impl ProducerConfig {
             return Err(Error::Config(format!(
                 "batch_size must be 1..={MAX_PAYLOAD_LEN}, got {}",
                 self.batch_size
+            )));
+        }
+        if self.connections == 0 || self.connections > 256 {
+            return Err(Error::Config(format!(
+                "connections must be 1..=256, got {}",
+                self.connections
             )));
         }
         if self.max_pending_acks == 0 {

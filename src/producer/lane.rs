@@ -28,6 +28,8 @@ pub(crate) const DIRECT_LANES: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct LaneCtx {
     pub(crate) cfg: ProducerConfig,
+    /// How threads waiting on tickets wait.
+    pub(crate) idle: crate::IdleStrategy,
     pub(crate) pool: BufferPool,
     pub(crate) ledger: Arc<Ledger>,
     pub(crate) batches_sealed: AtomicU64,
@@ -75,32 +77,43 @@ impl fmt::Debug for Lane {
     }
 }
 
-/// Sealed batches and a linger timer to hand to the driver once the lane is unlocked.
-#[derive(Debug, Default)]
-pub(crate) struct Outbox {
-    pub(crate) batches: [Option<Batch>; 2],
+/// Where sealed batches go, and a linger timer to hand to the driver once the lane is
+/// unlocked.
+///
+/// Batches are handed to the driver *while the lane is locked*: the order in which a
+/// lane seals its batches is the order the driver gets them, whichever thread sealed
+/// them (so the records of one thread, of one topic, stay in order). The driver never
+/// waits for a lane's lock (its linger timer only tries it), so a sender that waits
+/// for room in the driver's queue while holding the lock cannot deadlock it.
+pub(crate) struct Outbox<'a> {
+    sink: &'a dyn Fn(Batch),
     /// A batch was opened that must be sealed at this instant: (when, topic, generation).
     pub(crate) linger: Option<(Instant, u32, u64)>,
+    /// Batches handed over.
+    pub(crate) sealed: usize,
 }
 
-impl Outbox {
-    /// Whether nothing is in it.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.batches.iter().all(Option::is_none) && self.linger.is_none()
+impl fmt::Debug for Outbox<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbox")
+            .field("linger", &self.linger)
+            .field("sealed", &self.sealed)
+            .finish()
     }
+}
 
-    /// Whether it can take the two batches one record may seal.
-    fn has_room(&self) -> bool {
-        self.batches.iter().all(Option::is_none)
+impl<'a> Outbox<'a> {
+    pub(crate) fn new(sink: &'a dyn Fn(Batch)) -> Outbox<'a> {
+        Outbox {
+            sink,
+            linger: None,
+            sealed: 0,
+        }
     }
 
     fn push(&mut self, b: Batch) {
-        let slot = self
-            .batches
-            .iter_mut()
-            .find(|s| s.is_none())
-            .expect("at most two batches per append");
-        *slot = Some(b);
+        (self.sink)(b);
+        self.sealed += 1;
     }
 }
 
@@ -148,8 +161,7 @@ impl ClaimGuard<'_> {
         out: &mut Outbox,
     ) -> Option<DeliveryTicket> {
         let open = self.st.open.as_mut().expect("claimed");
-        let t = ticket
-            .then(|| DeliveryTicket::new(open.slot.clone(), open.records, ctx.cfg.connection.spin));
+        let t = ticket.then(|| DeliveryTicket::new(open.slot.clone(), open.records, ctx.idle));
         self.lane.written(ctx, &mut self.st, out);
         // Committed: nothing to undo.
         self.start = usize::MAX;
@@ -185,6 +197,11 @@ impl Lane {
                 scratch: Vec::new(),
             }),
         }
+    }
+
+    /// The topic.
+    pub(crate) fn topic_id(&self) -> u32 {
+        self.topic_id
     }
 
     fn lock(&self) -> MutexGuard<'_, LaneState> {
@@ -280,8 +297,7 @@ impl Lane {
         // Validated before, and the buffer has room: encoding cannot fail or reallocate.
         let encoded = record.encode(&mut open.buf.data);
         debug_assert!(encoded.is_ok());
-        let t = ticket
-            .then(|| DeliveryTicket::new(open.slot.clone(), open.records, ctx.cfg.connection.spin));
+        let t = ticket.then(|| DeliveryTicket::new(open.slot.clone(), open.records, ctx.idle));
         self.written(ctx, st, out);
         Ok(t)
     }
@@ -299,9 +315,6 @@ impl Lane {
         let mut st = self.lock();
         let st = &mut *st;
         for (i, record) in records.iter().enumerate() {
-            if !out.has_room() {
-                return Ok(i);
-            }
             self.make_room(ctx, st, record.encoded_len(), fresh, out)
                 .map_err(|e| (i, e))?;
             let open = st.open.as_mut().expect("room was made");
@@ -390,9 +403,16 @@ impl Lane {
     }
 
     /// The lane's linger timer for batch `gen` fired: seals it if it is still open, or
-    /// re-arms the timer for a newer open batch.
+    /// re-arms the timer for a newer open batch. Never waits for the lane's lock: when a
+    /// sender holds it, the timer fires again a little later.
     pub(crate) fn linger_expired(&self, ctx: &LaneCtx, gen: u64) -> Lingering {
-        let mut st = self.lock();
+        let mut st = match self.state.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Lingering::Rearm(after(Instant::now(), Duration::from_micros(50)), gen)
+            }
+        };
         let st = &mut *st;
         match &st.open {
             Some(o) if o.gen == gen && o.records > 0 => {
@@ -411,13 +431,12 @@ impl Lane {
         }
     }
 
-    /// Seals the open batch, if any.
-    pub(crate) fn seal_open(&self, ctx: &LaneCtx) -> Option<Batch> {
+    /// Seals the open batch, if any, and hands it to `sink` before unlocking.
+    pub(crate) fn seal_open(&self, ctx: &LaneCtx, sink: &mut dyn FnMut(Batch)) {
         let mut st = self.lock();
         let st = &mut *st;
-        match &st.open {
-            Some(o) if o.records > 0 => Some(self.seal(ctx, st)),
-            _ => None,
+        if st.open.as_ref().is_some_and(|o| o.records > 0) {
+            sink(self.seal(ctx, st));
         }
     }
 

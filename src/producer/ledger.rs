@@ -107,15 +107,21 @@ impl Ledger {
         }
     }
 
-    /// A sealed batch got its outcome (exactly once per sequence number).
+    /// A sealed batch got its outcome (exactly once per sequence number): counts it.
+    /// Call [`Ledger::settle`] after the waiters of the batch were told.
     pub(crate) fn resolve(&self, seq: u64, bytes: usize, failure: Option<&Error>) {
-        let records = self.ring[(seq & self.mask) as usize].swap(0, Ordering::AcqRel);
+        let records = self.ring[(seq & self.mask) as usize].load(Ordering::Acquire);
         self.records
             .fetch_sub(u64::from(records), Ordering::Relaxed);
         self.bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
         if let Some(e) = failure {
             self.note_failure(seq, u64::from(records), e);
         }
+    }
+
+    /// The batch `seq` resolved by [`Ledger::resolve`] no longer holds up `flush`.
+    pub(crate) fn settle(&self, seq: u64) {
+        self.ring[(seq & self.mask) as usize].store(0, Ordering::Release);
         {
             let mut s = self.seqs.lock().unwrap_or_else(|e| e.into_inner());
             let mut w = s.watermark;
@@ -262,11 +268,14 @@ mod tests {
         let soon = Instant::now() + Duration::from_millis(5);
         assert_eq!(l.wait_resolved(s, soon), 5, "a and b pending");
         l.resolve(b, 20, None);
+        l.settle(b);
         assert_eq!(l.wait_resolved(s, soon), 3);
         l.resolve(a, 30, None);
+        l.settle(a);
         assert_eq!(l.wait_resolved(s, soon), 0, "c does not hold the flush up");
         assert_eq!(l.records(), 5);
         l.resolve(c, 50, None);
+        l.settle(c);
         assert_eq!((l.records(), l.bytes()), (0, 0));
     }
 
@@ -276,10 +285,13 @@ mod tests {
         let a = l.seal(3, 30);
         let b = l.seal(4, 40);
         l.resolve(a, 30, Some(&Error::Closed));
+        l.settle(a);
         let cut = l.next_seq();
         let c = l.seal(1, 10);
         l.resolve(c, 10, Some(&Error::ConnectionClosed));
+        l.settle(c);
         l.resolve(b, 40, Some(&Error::Config("x".into())));
+        l.settle(b);
         let r = l.take_failures(cut).unwrap();
         assert_eq!(r.records, 7);
         assert!(matches!(r.first, Error::Closed));
@@ -297,6 +309,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         assert!(!h.is_finished());
         l.resolve(seqs[0], 1, None);
+        l.settle(seqs[0]);
         assert_eq!(h.join().unwrap(), 64);
     }
 }

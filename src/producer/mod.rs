@@ -9,6 +9,7 @@ pub(crate) mod config;
 mod lane;
 pub(crate) mod ledger;
 mod record;
+mod route;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,13 +21,14 @@ pub use record::ProduceRecord;
 
 use crate::buffers::{BufferPool, FrameBuf};
 use crate::delivery::{DeliveryTicket, RecordMetadata};
-use crate::driver::{Accumulator, Command, Driver, DriverConfig, DriverStats};
+use crate::driver::{Accumulator, Driver, DriverConfig, DriverStats};
 use crate::proto::HEADER_LEN;
 use crate::session::{after, Batch};
 use crate::{BufferLimit, Error};
 pub(crate) use lane::Lingering;
 use lane::{block_time, buffer_capacity, LaneCtx, Lanes, NeedBuffer, Outbox};
 use ledger::Ledger;
+use route::Connections;
 
 /// Percentiles of a latency distribution, in microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,11 +99,7 @@ impl Accumulator for Shared {
     }
 
     fn drain(&self, sink: &mut dyn FnMut(Batch)) {
-        self.lanes.for_each(|lane| {
-            if let Some(b) = lane.seal_open(&self.ctx) {
-                sink(b);
-            }
-        });
+        self.lanes.for_each(|lane| lane.seal_open(&self.ctx, sink));
     }
 }
 
@@ -132,7 +130,7 @@ impl Accumulator for Shared {
 /// ```
 pub struct Producer {
     shared: Arc<Shared>,
-    driver: Driver,
+    conns: Connections,
     closed: AtomicBool,
 }
 
@@ -169,6 +167,7 @@ impl Producer {
         let shared = Arc::new(Shared {
             lanes: Lanes::new(ledger.clone(), slots),
             ctx: LaneCtx {
+                idle: cfg.connection.effective_idle(),
                 pool,
                 ledger,
                 batches_sealed: AtomicU64::new(0),
@@ -184,10 +183,25 @@ impl Producer {
         // A producer receives ACKs (44 bytes each) and the odd control reply.
         dcfg.recv_buffers = (16, 16 * 1024);
         dcfg.accumulator = Some(shared.clone());
-        let driver = Driver::spawn(dcfg)?;
+        let mut drivers = Vec::with_capacity(cfg.connections);
+        for i in 0..cfg.connections {
+            let mut d = dcfg.clone();
+            if cfg.connections > 1 {
+                // Striped: each connection on a ring of its own, pinned as asked.
+                d.name = format!("lnc-producer-{i}");
+                d.own_ring.name = d.name.clone();
+                if !cfg.pin_cpus.is_empty() {
+                    d.own_ring.pin_cpu = Some(cfg.pin_cpus[i % cfg.pin_cpus.len()]);
+                }
+                if d.ring.is_some() && i > 0 {
+                    d.ring = None;
+                }
+            }
+            drivers.push(Driver::spawn(d)?);
+        }
         Ok(Producer {
+            conns: Connections::new(drivers, cfg.spread),
             shared,
-            driver,
             closed: AtomicBool::new(false),
         })
     }
@@ -275,10 +289,11 @@ impl Producer {
         let ctx = &self.shared.ctx;
         let mut fresh: Option<FrameBuf> = None;
         let mut rest = records;
+        let sink = |b| self.conns.submit_batch(topic_id, b);
         while !rest.is_empty() {
-            let mut out = Outbox::default();
+            let mut out = Outbox::new(&sink);
             let step = lane.append_many(ctx, rest, &mut fresh, &mut out);
-            self.submit(out);
+            self.submit_linger(out.linger);
             match step {
                 Ok(n) => rest = &rest[n..],
                 Err((n, NeedBuffer)) => {
@@ -348,18 +363,19 @@ impl Producer {
         let lane = self.shared.lanes.get(topic_id);
         let ctx = &self.shared.ctx;
         let mut fresh: Option<FrameBuf> = None;
+        let sink = |b| self.conns.submit_batch(topic_id, b);
         loop {
-            let mut out = Outbox::default();
+            let mut out = Outbox::new(&sink);
             match lane.claim(ctx, len, &mut fresh, &mut out) {
                 Ok(mut guard) => {
                     write(guard.value());
                     let t = guard.commit(ctx, ticket, &mut out);
-                    self.submit(out);
+                    self.submit_linger(out.linger);
                     self.check_open()?;
                     return Ok(t);
                 }
                 Err(NeedBuffer) => {
-                    self.submit(out);
+                    self.submit_linger(out.linger);
                     fresh = Some(self.acquire(size)?);
                     self.check_open()?;
                 }
@@ -379,11 +395,14 @@ impl Producer {
         let size = record.encoded_len();
         let lane = self.shared.lanes.get(topic_id);
         let mut fresh: Option<FrameBuf> = None;
+        let sink = |b| self.conns.submit_batch(topic_id, b);
         loop {
-            let mut out = Outbox::default();
+            let mut out = Outbox::new(&sink);
             let step = lane.append(&self.shared.ctx, record, size, ticket, &mut fresh, &mut out);
-            if !out.is_empty() {
-                self.submit(out);
+            if out.linger.is_some() {
+                self.submit_linger(out.linger);
+            }
+            if out.sealed > 0 {
                 // A driver that stopped meanwhile failed the batch; say so now.
                 self.check_open()?;
             }
@@ -402,7 +421,7 @@ impl Producer {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        match self.driver.stopped() {
+        match self.conns.stopped() {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -423,11 +442,11 @@ impl Producer {
 
     /// Why there is no room: the server is not taking data, or is unreachable.
     fn full_error(&self) -> Error {
-        if let Some(e) = self.driver.stopped() {
+        if let Some(e) = self.conns.stopped() {
             return e;
         }
-        if !self.driver.is_connected() {
-            if let Some(last) = self.driver.last_error() {
+        if !self.conns.any_connected() {
+            if let Some(last) = self.conns.last_error() {
                 return Error::Unreachable { last_error: last };
             }
         }
@@ -436,16 +455,10 @@ impl Producer {
         })
     }
 
-    /// Hands sealed batches and a linger timer to the driver. A driver that is gone
-    /// fails the batches (their records' tickets say why).
-    fn submit(&self, out: Outbox) {
-        for b in out.batches.into_iter().flatten() {
-            self.driver.submit_batch(b);
-        }
-        if let Some((at, topic_id, gen)) = out.linger {
-            // Wakes the driver only if it would sleep past `at`.
-            self.driver
-                .submit_by(Command::Linger { at, topic_id, gen }, at);
+    /// Hands a linger timer to the driver (woken only if it would sleep past it).
+    fn submit_linger(&self, linger: Option<(Instant, u32, u64)>) {
+        if let Some((at, topic_id, gen)) = linger {
+            self.conns.linger(at, topic_id, gen);
         }
     }
 
@@ -487,13 +500,10 @@ impl Producer {
     }
 
     fn seal_all(&self) {
-        let mut out = Outbox::default();
         let ctx = &self.shared.ctx;
         self.shared.lanes.for_each(|lane| {
-            if let Some(b) = lane.seal_open(ctx) {
-                out.batches[0] = Some(b);
-                self.submit(std::mem::take(&mut out));
-            }
+            let topic_id = lane.topic_id();
+            lane.seal_open(ctx, &mut |b| self.conns.submit_batch(topic_id, b))
         });
     }
 
@@ -510,7 +520,7 @@ impl Producer {
             return Ok(());
         }
         let flushed = self.flush_deadline(deadline);
-        self.driver.shutdown(deadline);
+        self.conns.shutdown(deadline);
         // Every record accepted has an outcome now.
         let failed = self.shared.ctx.ledger.take_failures(u64::MAX);
         match (flushed, failed) {
@@ -546,8 +556,8 @@ impl Producer {
             bytes_outstanding: ctx.ledger.bytes() + open_bytes,
             records_failed: ctx.ledger.failed(),
             buffer_memory_used: ctx.pool.used() as u64,
-            ack_latency: LatencySummary::of(&self.driver.ack_latency()),
-            driver: self.driver.stats(),
+            ack_latency: LatencySummary::of(&self.conns.ack_latency()),
+            driver: self.conns.stats(),
         }
     }
 
@@ -557,16 +567,21 @@ impl Producer {
         self.shared.ctx.ledger.first_failure()
     }
 
+    /// The counters of each connection (one per [`ProducerConfig::connections`]).
+    pub fn connection_stats(&self) -> Vec<DriverStats> {
+        self.conns.each_stats()
+    }
+
     /// Why the last connection was dropped, if one was (for logs).
     pub fn last_error(&self) -> Option<String> {
-        self.driver.last_error()
+        self.conns.last_error()
     }
 
     #[doc(hidden)]
     /// Test hook: makes the driver thread stop as if its I/O backend had failed (or, with
     /// `panic`, as if it had panicked).
     pub fn debug_stop_driver(&self, panic: bool) {
-        self.driver.debug_stop(panic);
+        self.conns.debug_stop(panic);
     }
 }
 

@@ -383,7 +383,8 @@ mod tests {
         let mut acks = ack_frame(C, 2).to_vec();
         acks.extend(ack_frame(C, 3));
         s.handle_bytes(&acks, now);
-        let t = crate::delivery::DeliveryTicket::new(slots[2].clone(), 0, Duration::ZERO);
+        let t =
+            crate::delivery::DeliveryTicket::new(slots[2].clone(), 0, crate::IdleStrategy::Block);
         let m = t.try_wait().unwrap().unwrap();
         assert_eq!(
             (m.batch_id, m.attempts),

@@ -92,7 +92,7 @@ pub(super) fn status(slot: &DeliverySlot) -> Option<Result<u64, String>> {
         // Borrow the slot's state through a ticket on a clone of the Arc.
         registered(slot),
         0,
-        Duration::ZERO,
+        crate::IdleStrategy::Block,
     );
     Some(
         t.try_wait()

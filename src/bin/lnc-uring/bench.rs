@@ -1,39 +1,107 @@
-//! `lnc-uring bench`: produce throughput, send-with-ACK latency, consume throughput.
+//! `lnc-uring bench`: produce throughput, send-with-ACK latency (back to back or at a
+//! fixed rate), consume throughput, produce→consume latency at a fixed rate (`e2e`).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
+use clap::Args;
 use lnc_uring::testkit::TestServer;
 use lnc_uring::{ConsumerConfig, Error, LanceClient, Producer, ProducerConfig, StandaloneConsumer};
 use serde_json::json;
 
 use crate::{connection, BenchArgs, BenchCmd, Cli};
 
+mod e2e;
+mod hgrm;
+
+pub(crate) use e2e::E2eArgs;
+use hgrm::Latencies;
+
 /// The server to use: an embedded one (kept alive by the returned guard) or `addr`.
 fn server(a: &BenchArgs, discard: bool) -> Result<(Option<TestServer>, String), Error> {
-    if a.server == "embedded" {
+    server_for(&a.server, discard)
+}
+
+fn server_for(server: &str, discard: bool) -> Result<(Option<TestServer>, String), Error> {
+    if server == "embedded" {
         let s = TestServer::builder().discard_data(discard).start()?;
         let addr = s.addr().to_string();
         Ok((Some(s), addr))
     } else {
-        Ok((None, a.server.clone()))
+        Ok((None, server.to_owned()))
     }
 }
 
 fn conn(cli: &Cli, a: &BenchArgs, addr: &str) -> lnc_uring::ConnectionConfig {
+    let c = conn_for(cli, addr, a.pin_cpu, a.busy_poll_us);
+    match a.idle {
+        Some(idle) => c.with_idle(idle),
+        None => c,
+    }
+}
+
+fn conn_for(
+    cli: &Cli,
+    addr: &str,
+    pin_cpu: Option<usize>,
+    busy_poll_us: Option<u64>,
+) -> lnc_uring::ConnectionConfig {
     let mut c = connection(cli);
     c.addrs = vec![addr.to_owned()];
-    if let Some(cpu) = a.pin_cpu {
+    if let Some(cpu) = pin_cpu {
         c = c.with_pin_cpu(cpu);
     }
-    if let Some(us) = a.busy_poll_us {
+    if let Some(us) = busy_poll_us {
         c = c
             .with_busy_poll(Duration::from_micros(us))
             .with_spin(Duration::from_micros(us));
     }
     c
+}
+
+/// `--rate`: records per second, a positive finite number.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= 10_000_000.0 => Ok(r),
+        _ => Err(format!(
+            "expected records per second, a number in (0, 10000000], got {s:?}"
+        )),
+    }
+}
+
+/// Returns at `t` or at once when `t` has passed: sleeps while more than 200 µs are
+/// left (waking 100 µs early, as sleeps overshoot), then spins.
+fn wait_until(t: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= t {
+            return;
+        }
+        let left = t - now;
+        if left > Duration::from_micros(200) {
+            std::thread::sleep(left - Duration::from_micros(100));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// `bench latency`'s options.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct LatencyArgs {
+    #[command(flatten)]
+    common: BenchArgs,
+    /// Send at this fixed rate (records per second) instead of back to back, and measure
+    /// each round trip from the record's scheduled send time, so that a stall delays the
+    /// records after it and counts in their latency.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
+    /// Write the latency distribution (µs) to this file in HdrHistogram's percentile
+    /// text format (.hgrm).
+    #[arg(long)]
+    hdr_out: Option<PathBuf>,
 }
 
 /// A progress line on standard error every `every` (none when zero) until stopped.
@@ -92,6 +160,7 @@ pub(super) fn run(cli: &Cli, cmd: &BenchCmd) -> Result<(), Error> {
         BenchCmd::Produce(a) => produce(cli, a),
         BenchCmd::Latency(a) => latency(cli, a),
         BenchCmd::Consume(a) => consume(cli, a),
+        BenchCmd::E2e(a) => e2e::run(cli, a),
     }
 }
 
@@ -102,15 +171,23 @@ fn producer(cli: &Cli, a: &BenchArgs, addr: &str) -> Result<Producer, Error> {
             .with_linger_ms(a.linger_ms)
             .with_max_pending_acks(a.window)
             .with_compression(a.compression)
+            .with_connections(a.connections.max(1), &a.pin_cpus)
+            .with_spread(a.spread)
             .with_connection(conn(cli, a, addr)),
     )
 }
 
 fn produce(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
     let (_guard, addr) = server(a, true)?;
-    let topic = LanceClient::with_config(conn(cli, a, &addr))?
-        .ensure_topic("bench")?
-        .id;
+    let admin = LanceClient::with_config(conn(cli, a, &addr))?;
+    let n_topics = a
+        .topics
+        .unwrap_or(if a.spread { 1 } else { a.connections.max(1) })
+        .max(1);
+    let topics: Vec<u32> = (0..n_topics)
+        .map(|i| admin.ensure_topic(&format!("bench-{i}")).map(|t| t.id))
+        .collect::<Result<_, _>>()?;
+    admin.close();
     let size = a.record_size.unwrap_or(1024);
     let count = Arc::new(AtomicU64::new(0));
     let ticker = Ticker::start(
@@ -122,33 +199,25 @@ fn produce(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
     let until = start + Duration::from_secs(a.duration_secs);
     // Each connection's stats and the moment its last record was acknowledged.
     type Done = (lnc_uring::ProducerStats, Instant);
-    let results: Vec<Result<Done, Error>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..a.connections.max(1))
-            .map(|_| {
-                let addr = addr.clone();
-                let count = count.clone();
-                s.spawn(move || -> Result<Done, Error> {
-                    let p = producer(cli, a, &addr)?;
-                    let v = vec![0x5Au8; size];
-                    while Instant::now() < until {
-                        for _ in 0..256 {
-                            p.send_async(topic, &v)?;
-                        }
-                        count.fetch_add(256, Ordering::Relaxed);
-                    }
-                    p.flush(Duration::from_secs(120))?;
-                    let done = Instant::now();
-                    let st = p.stats();
-                    p.close(Duration::from_secs(10))?;
-                    Ok((st, done))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("bench thread"))
-            .collect()
-    });
+    // One producer (striped over --connections), one sending thread, no tickets (the
+    // flush reports any failure), topics round robin.
+    let results: Vec<Result<Done, Error>> = vec![(|| -> Result<Done, Error> {
+        let p = producer(cli, a, &addr)?;
+        let v = vec![0x5Au8; size];
+        let mut k = 0usize;
+        while Instant::now() < until {
+            for _ in 0..256 {
+                p.produce(topics[k % topics.len()], lnc_uring::ProduceRecord::Raw(&v))?;
+                k += 1;
+            }
+            count.fetch_add(256, Ordering::Relaxed);
+        }
+        p.flush(Duration::from_secs(120))?;
+        let done = Instant::now();
+        let st = p.stats();
+        p.close(Duration::from_secs(10))?;
+        Ok((st, done))
+    })()];
     // The work ended when the last connection's last record was acknowledged: neither
     // closing the producers nor stopping the ticker is timed.
     ticker.stop();
@@ -184,7 +253,8 @@ fn produce(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn latency(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
+fn latency(cli: &Cli, la: &LatencyArgs) -> Result<(), Error> {
+    let a = &la.common;
     let (_guard, addr) = server(a, true)?;
     let topic = LanceClient::with_config(conn(cli, a, &addr))?
         .ensure_topic("bench")?
@@ -195,29 +265,41 @@ fn latency(cli: &Cli, a: &BenchArgs) -> Result<(), Error> {
     args.linger_ms = 0;
     let p = producer(cli, &args, &addr)?;
     let v = vec![0x5Au8; size];
-    let mut h = Histogram::<u64>::new(3).map_err(|e| Error::Config(e.to_string()))?;
-    for i in 0..n + 1000 {
-        let t = Instant::now();
+    let mut lat = Latencies::new();
+    // Unmeasured warm-up: 1000 round trips, or at a fixed rate its first second's.
+    let warmup = la.rate.map_or(1000, |r| (r.ceil() as u64).min(1000));
+    let t0 = Instant::now();
+    for i in 0..n + warmup {
+        let t = match la.rate {
+            Some(r) => {
+                let at = t0 + Duration::from_nanos((i as f64 * 1e9 / r).round() as u64);
+                wait_until(at);
+                at
+            }
+            None => Instant::now(),
+        };
         p.send(topic, &v)?;
-        if i >= 1000 {
-            let _ = h.record(t.elapsed().as_nanos() as u64);
+        if i >= warmup {
+            lat.record(t.elapsed().as_nanos() as u64);
         }
     }
     p.close(Duration::from_secs(10))?;
-    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    if let Some(path) = &la.hdr_out {
+        lat.write_hgrm(path)?;
+    }
     if cli.json {
-        println!(
-            "{}",
-            json!({ "bench": "latency", "samples": n, "record_size": size, "p50_us": us(0.5),
-                    "p99_us": us(0.99), "p999_us": us(0.999), "max_us": h.max() as f64 / 1000.0 })
-        );
+        let mut v = json!({ "bench": "latency", "samples": n, "record_size": size,
+                            "rate": la.rate });
+        lat.add_json(v.as_object_mut().expect("an object"));
+        println!("{v}");
     } else {
+        let how = match la.rate {
+            Some(r) => format!("{r} records/s, from the scheduled send time"),
+            None => "back to back".to_owned(),
+        };
         println!(
-            "send with ACK ({size} B, {n} samples): p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs",
-            us(0.5),
-            us(0.99),
-            us(0.999),
-            h.max() as f64 / 1000.0
+            "send with ACK ({size} B, {n} samples, {how}): {}",
+            lat.line()
         );
     }
     Ok(())

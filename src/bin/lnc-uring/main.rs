@@ -150,10 +150,14 @@ enum TopicsCmd {
 enum BenchCmd {
     /// Producer throughput: records/s, MB/s, batch ACK latency.
     Produce(BenchArgs),
-    /// Send-with-ACK round trips of small records, one at a time.
-    Latency(BenchArgs),
+    /// Send-with-ACK round trips of small records, one at a time (back to back, or at
+    /// a fixed --rate).
+    Latency(bench::LatencyArgs),
     /// Consumer read-back throughput.
     Consume(BenchArgs),
+    /// Produce→consume latency at a fixed rate, measured from each record's scheduled
+    /// send time.
+    E2e(bench::E2eArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -173,9 +177,23 @@ struct BenchArgs {
     /// Batches in flight per connection.
     #[arg(long, default_value_t = 64)]
     window: usize,
-    /// Parallel connections (one producer each).
+    /// Connections of the one producer (produce), each on a ring of its own; topics
+    /// `bench-0`… are spread over them (see `--topics`, `--spread`).
     #[arg(long, default_value_t = 1)]
     connections: usize,
+    /// Topics to send to, round robin (produce). Default: one per connection (one with
+    /// `--spread`).
+    #[arg(long)]
+    topics: Option<usize>,
+    /// Spread every topic's batches over all connections (order across them is lost).
+    #[arg(long)]
+    spread: bool,
+    /// Pin connection i's driver thread to the i-th CPU of this comma-separated list.
+    #[arg(long, value_delimiter = ',')]
+    pin_cpus: Vec<usize>,
+    /// How driver threads and waiting callers wait: busy-spin, yield, backoff, block.
+    #[arg(long)]
+    idle: Option<lnc_uring::IdleStrategy>,
     /// Seconds to run (produce).
     #[arg(long, default_value_t = 5)]
     duration_secs: u64,
