@@ -15,6 +15,9 @@
 //!
 //! A pool allocates at most `budget / capacity` buffers in its life; once it has, it
 //! never allocates again.
+//!
+//! A consumer receives fetched data into buffers from a [`BufPool`], which it refills as
+//! the application drops its poll results.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -247,6 +250,51 @@ fn wait<'a>(
         .wait_timeout(guard, d - now)
         .unwrap_or_else(|e| e.into_inner());
     Some(g)
+}
+
+/// Reusable byte buffers for fetched data, shared by a consumer (which returns them when
+/// a poll result is dropped) and its driver (which fills them): no allocation, and no
+/// page faults on fresh memory, per fetch.
+#[derive(Debug, Default)]
+pub(crate) struct BufPool {
+    bufs: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufPool {
+    /// A cleared buffer with room for `len` bytes, reused when one is free.
+    pub(crate) fn take(&self, len: usize) -> Vec<u8> {
+        let mut v = self
+            .bufs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        v.clear();
+        v.reserve(len);
+        v
+    }
+
+    /// A buffer of exactly `len` bytes, reused when one is free; its contents are
+    /// whatever it held before (it is about to be overwritten), so a reused buffer costs
+    /// no zeroing.
+    pub(crate) fn take_filled(&self, len: usize) -> Vec<u8> {
+        let mut v = self
+            .bufs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        v.resize(len, 0);
+        v
+    }
+
+    /// Gives a buffer back (a few are kept).
+    pub(crate) fn give(&self, v: Vec<u8>) {
+        let mut bufs = self.bufs.lock().unwrap_or_else(|e| e.into_inner());
+        if bufs.len() < 8 && v.capacity() > 0 {
+            bufs.push(v);
+        }
+    }
 }
 
 #[cfg(test)]

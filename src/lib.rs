@@ -73,7 +73,6 @@
 
 mod admin;
 mod buffers;
-mod bulk;
 mod config;
 mod consumer;
 mod delivery;

@@ -7,8 +7,8 @@
 //! A FetchResponse payload is a 16-byte prefix (next offset u64, bytes u32, "record
 //! count" u32) and the data (docs/protocol.md §7.4).
 
+use crate::buffers::BufPool;
 use crate::proto::{Checksum, FrameError, Header, PayloadError};
-use crate::session::BufPool;
 use crate::Error;
 
 /// Bytes before the data in a FetchResponse payload.
