@@ -511,6 +511,7 @@ impl<I: Io> Engine<I> {
             recv_buffers: cfg.recv_buffers,
             direct_receive: cfg.direct_receive,
             zero_copy: cfg.zero_copy,
+            max_frames: cfg.session.max_frames(),
         }) {
             Ok(s) => s,
             Err(e) => {

@@ -53,6 +53,9 @@ pub(crate) struct ConnIo {
     /// Receive large fetch replies straight into their destination.
     pub(crate) direct_receive: bool,
     pub(crate) zero_copy: ZeroCopy,
+    /// Frames the session may hand over before any is written: the send queue is sized
+    /// for it up front.
+    pub(crate) max_frames: usize,
 }
 
 /// Connection phase as a backend sees it.

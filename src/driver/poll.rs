@@ -218,13 +218,14 @@ fn poll_ms(timeout: Option<Duration>) -> i32 {
 impl Io for PollIo {
     fn add(&mut self, cfg: ConnIo) -> io::Result<Slot> {
         let read_len = cfg.recv_buffers.1.max(4096);
+        let pending = VecDeque::with_capacity(cfg.max_frames);
         let conn = Conn {
             cfg,
             sock: None,
             link: Link::Idle,
             connecting: None,
             connect_result: None,
-            pending: VecDeque::new(),
+            pending,
             blocked: false,
             rbuf: vec![0u8; read_len],
         };

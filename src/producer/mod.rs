@@ -160,7 +160,8 @@ impl Producer {
         let pool = BufferPool::new(cap, cfg.buffer_memory, cfg.max_pending_acks + 16);
         // Unresolved batches are bounded by the buffers the budget allows (pooled and
         // oversized, with a compression spare each).
-        let ledger = Arc::new(Ledger::new(2 * (cfg.buffer_memory / cap + 2) + 64));
+        let max_batches = 2 * (cfg.buffer_memory / cap + 2) + 64;
+        let ledger = Arc::new(Ledger::new(max_batches));
         // Slots per topic: the batches one topic usually has unresolved (the window, or
         // all the buffers the budget allows), plus a few in transition.
         let slots = (cfg.buffer_memory / cap + 1).min(2 * cfg.max_pending_acks) + 16;
@@ -180,6 +181,7 @@ impl Producer {
         let mut dcfg: DriverConfig = cfg.connection.driver_config("lnc-producer");
         dcfg.session.max_inflight = cfg.max_pending_acks;
         dcfg.session.max_attempts = cfg.max_retries.saturating_add(1);
+        dcfg.session.max_batches = max_batches;
         // A producer receives ACKs (44 bytes each) and the odd control reply.
         dcfg.recv_buffers = (16, 16 * 1024);
         dcfg.accumulator = Some(shared.clone());

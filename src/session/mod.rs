@@ -94,6 +94,19 @@ pub(crate) struct SessionConfig {
     pub(crate) max_attempts: u32,
     /// Where fetched data is copied to (a consumer's pool), if anywhere.
     pub(crate) fetch_pool: Option<Arc<BufPool>>,
+    /// Most batches that can exist at once (a producer's buffer budget): the batch
+    /// queues and the frame table are sized for it up front, so a steady state never
+    /// grows them. 0: grow as needed.
+    pub(crate) max_batches: usize,
+}
+
+impl SessionConfig {
+    /// Most frames handed to the driver and not yet written, in a steady state: the
+    /// batches in flight (no more than exist) and a few calls and keepalives. Queues
+    /// of frames are sized for it up front.
+    pub(crate) fn max_frames(&self) -> usize {
+        self.max_inflight.min(self.max_batches.max(64)) + 16
+    }
 }
 
 impl Default for SessionConfig {
@@ -107,6 +120,7 @@ impl Default for SessionConfig {
             max_payload: MAX_PAYLOAD_LEN,
             max_attempts: u32::MAX,
             fetch_pool: None,
+            max_batches: 0,
         }
     }
 }
@@ -129,14 +143,16 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(cfg: SessionConfig, now: Instant) -> Session {
+        // One received chunk decodes to at most about as many replies as frames out.
+        let frames = cfg.max_frames();
         Session {
-            tx: Frames::new(),
+            tx: Frames::new(frames),
             ingest: Ingest::new(&cfg),
             calls: Calls::default(),
             link: Link::new(&cfg, now),
             rx: Rx::new(&cfg),
             fetch_pool: cfg.fetch_pool,
-            actions: Vec::new(),
+            actions: Vec::with_capacity(frames),
             fatal: None,
         }
     }

@@ -47,11 +47,12 @@ struct Out {
 }
 
 impl Frames {
-    pub(super) fn new() -> Frames {
+    /// A table with room for `frames` frames handed out before it grows.
+    pub(super) fn new(frames: usize) -> Frames {
         Frames {
             next_seq: 1,
-            queued: VecDeque::new(),
-            out: VecDeque::new(),
+            queued: VecDeque::with_capacity(4),
+            out: VecDeque::with_capacity(frames),
         }
     }
 
@@ -192,7 +193,7 @@ mod tests {
     #[test]
     fn a_frame_resolved_while_being_written_is_kept_until_the_write_completes() {
         let (pool, buf) = one_buffer();
-        let mut t = Frames::new();
+        let mut t = Frames::new(0);
         let key = TxKey::Batch(1);
         let tx = t.hand_out(key, buf, true);
         let ptr = tx.bytes.as_ptr();
@@ -209,7 +210,7 @@ mod tests {
     #[test]
     fn a_kept_frame_outlives_its_write_until_released() {
         let (pool, buf) = one_buffer();
-        let mut t = Frames::new();
+        let mut t = Frames::new(0);
         let key = TxKey::Batch(7);
         t.hand_out(key, buf, true);
         t.complete(key);
@@ -222,7 +223,7 @@ mod tests {
     #[test]
     fn reclaiming_a_frame_being_written_gives_a_copy() {
         let (pool, buf) = one_buffer();
-        let mut t = Frames::new();
+        let mut t = Frames::new(0);
         let key = TxKey::Batch(3);
         let ptr = t.hand_out(key, buf, true).bytes.as_ptr();
         let copy = t.reclaim(key).unwrap();
@@ -244,7 +245,7 @@ mod tests {
 
     #[test]
     fn unkept_frames_go_when_written_and_everything_goes_at_the_close() {
-        let mut t = Frames::new();
+        let mut t = Frames::new(0);
         let (s1, s2) = (t.next_seq(), t.next_seq());
         t.queue(s1, b"ka".to_vec());
         t.queue_first(s2, b"auth".to_vec());

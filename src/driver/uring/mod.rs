@@ -198,7 +198,6 @@ impl std::fmt::Debug for Uring {
     }
 }
 
-
 impl Drop for Uring {
     fn drop(&mut self) {
         if !self.quiesce(Duration::from_secs(2)) {
@@ -830,6 +829,7 @@ impl Io for Uring {
                 (count as usize * size).clamp(64 << 10, 1 << 20),
             )?)
         };
+        let sendq = SendQueue::with_capacity(cfg.max_frames);
         self.conns[slot] = Some(Conn {
             cfg,
             // SAFETY: all-zero is a valid msghdr / iovec / sockaddr_storage bit pattern.
@@ -843,7 +843,7 @@ impl Io for Uring {
             recv_armed: false,
             recv_direct: false,
             sock_ops: 0,
-            sendq: SendQueue::default(),
+            sendq,
             send_inflight: false,
             zc_seq: 0,
             zc_enabled: false,

@@ -41,6 +41,16 @@ pub(super) struct SendQueue {
 }
 
 impl SendQueue {
+    /// A queue with room for `frames` frames (and as many zero-copy notifications)
+    /// before it grows.
+    pub(super) fn with_capacity(frames: usize) -> SendQueue {
+        SendQueue {
+            pending: VecDeque::with_capacity(frames),
+            notifs: VecDeque::with_capacity(frames),
+            held: Vec::with_capacity(frames),
+        }
+    }
+
     pub(super) fn push(&mut self, p: Pending) {
         self.pending.push_back(p);
     }
