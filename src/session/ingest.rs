@@ -27,10 +27,11 @@ const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 struct Inflight {
     batch_id: u64,
-    /// Its frame is in the frame table, under `TxKey::Batch(batch_id)`.
+    /// Its frame is in the frame table, under `TxKey::Batch(seq)`.
     batch: Batch,
     sent_at: Instant,
-    /// Sequence number of the frame, to compare with fences.
+    /// Sequence number of the frame: its key in the frame table, and what fences
+    /// compare.
     seq: u64,
     /// Its delivery deadline passed and its slot failed; it stays here as a placeholder
     /// so a late ACK or error still lines up, until an ACK or a fence resolves it.
@@ -171,7 +172,7 @@ impl Ingest {
             seq,
             timed_out: false,
         });
-        Some(frames.hand_out(TxKey::Batch(id), buf, true))
+        Some(frames.hand_out(TxKey::Batch(seq), buf, true))
     }
 
     fn take_batch_id(&mut self, calls: &Calls) -> u64 {
@@ -294,7 +295,7 @@ impl Ingest {
         now: Instant,
         frames: &mut Frames,
     ) {
-        let key = TxKey::Batch(f.batch_id);
+        let key = TxKey::Batch(f.seq);
         let mut b = f.batch;
         b.maybe_stored |= unknown;
         if retry && b.sends < self.max_attempts {
@@ -341,7 +342,7 @@ impl Ingest {
                 continue;
             }
             // Written, no answer: the server may have stored it.
-            let key = TxKey::Batch(f.batch_id);
+            let key = TxKey::Batch(f.seq);
             let mut b = f.batch;
             b.maybe_stored = true;
             b.frame = reclaim(frames, key);
@@ -432,7 +433,7 @@ impl Ingest {
 
 /// Drops a resolved batch; the frame table keeps its bytes while they are being written.
 fn retire(f: Inflight, frames: &mut Frames) {
-    frames.release(TxKey::Batch(f.batch_id));
+    frames.release(TxKey::Batch(f.seq));
 }
 
 /// The bytes of in-flight batch `key`, to send again.

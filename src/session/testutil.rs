@@ -9,7 +9,7 @@ pub(super) use super::{Session, SessionConfig};
 pub(super) use crate::buffers::FrameBuf;
 pub(super) use crate::delivery::DeliverySlot;
 pub(super) use crate::proto::{ack_frame, keepalive_frame, Checksum, Request, Response as R};
-use crate::proto::{encode_raw, ingest_header, seal_frame, HEADER_LEN};
+use crate::proto::{encode_raw, ingest_header, offset, seal_frame, HEADER_LEN};
 pub(super) use crate::Error;
 
 pub(super) const C: Checksum = Checksum::Ieee;
@@ -59,8 +59,12 @@ pub(super) fn flush(s: &mut Session, now: Instant) -> Vec<(TxKey, Vec<u8>)> {
 /// The batch ids among frames sent.
 pub(super) fn ids(sent: &[(TxKey, Vec<u8>)]) -> Vec<u64> {
     sent.iter()
-        .filter_map(|(k, _)| match k {
-            TxKey::Batch(id) => Some(*id),
+        .filter_map(|(k, bytes)| match k {
+            TxKey::Batch(_) => Some(u64::from_le_bytes(
+                bytes[offset::BATCH_ID..offset::BATCH_ID + 8]
+                    .try_into()
+                    .expect("8 bytes"),
+            )),
             _ => None,
         })
         .collect()

@@ -102,23 +102,11 @@ impl Frames {
         }
     }
 
-    /// The I/O layer finished writing frame `key`: its bytes go unless kept.
-    ///
-    /// A batch resent while the write of its previous frame is not reported done has two
-    /// frames with one key; the report is then taken to be the kept one's (as it has
-    /// always been), and the other goes at the next report or at the close.
+    /// The I/O layer finished writing frame `key`: its bytes go unless kept. (Keys are
+    /// unique per frame handed out, so a batch sent again while its earlier frame is
+    /// still being written cannot have that frame's report taken for its own.)
     pub(super) fn complete(&mut self, key: TxKey) {
-        let mut found = None;
-        for (i, o) in self.out.iter().enumerate() {
-            if o.key == key {
-                found.get_or_insert(i);
-                if o.kept {
-                    found = Some(i);
-                    break;
-                }
-            }
-        }
-        let Some(i) = found else {
+        let Some(i) = self.out.iter().position(|o| o.key == key) else {
             return;
         };
         if self.out[i].kept {
@@ -267,6 +255,40 @@ mod tests {
         assert!(pool.try_take().is_some());
     }
 
+    /// A batch sent again while its first frame is being written: the first frame's
+    /// report lets that frame go, never the one being written now (the I/O layer may be
+    /// reading it, zero-copy, until its own report).
+    #[test]
+    fn a_report_lets_go_only_the_frame_it_names() {
+        let now = t0();
+        let mut s = session(now);
+        let pool = BufferPool::new(256, 256, 0);
+        let slot = submit_pooled(&mut s, &pool, now);
+        let first = s.poll_transmit(now).unwrap().key;
+        s.handle_bytes(
+            &error("FORWARD_FAILED: Quorum not reached - required 2 ACKs, got 1"),
+            now,
+        );
+        for _ in 0..2 {
+            assert_eq!(keepalives(&flush(&mut s, now)), 1, "the fence");
+            s.handle_bytes(&echo(), now);
+        }
+        let later = now + Duration::from_secs(2);
+        let tx = s.poll_transmit(later).unwrap();
+        let (second, ptr) = (tx.key, tx.bytes.as_ptr());
+        assert_ne!(first, second);
+        s.handle_bytes(&ack_frame(C, 1), later);
+        assert_eq!(status(&slot), Some(Ok(1)));
+        // The first frame's report: the pool's buffer (the first frame) goes, the copy
+        // being written stays.
+        s.tx_complete(first, later);
+        assert!(pool.try_take().is_some(), "the first frame is let go");
+        assert_eq!(s.tx.held(), 1, "the second is still being written");
+        assert_eq!(s.tx.out[0].buf.data.as_ptr(), ptr);
+        s.tx_complete(second, later);
+        assert_eq!(s.tx.held(), 0);
+    }
+
     /// A batch for the session whose frame is the pool's only buffer.
     fn submit_pooled(s: &mut Session, pool: &BufferPool, now: Instant) -> Arc<DeliverySlot> {
         let (mut b, slot) = batch(1, b"v", now);
@@ -326,7 +348,8 @@ mod tests {
         assert_eq!(status(&slot), None, "to be resent");
         let later = now + Duration::from_secs(2);
         let tx = s.poll_transmit(later).unwrap();
-        assert_eq!((tx.key, tx.bytes), (key, &bytes[..]));
+        assert_eq!(tx.bytes, &bytes[..]);
+        assert_ne!(tx.key, key, "a frame of its own");
         assert_ne!(tx.bytes.as_ptr(), ptr);
         assert!(pool.try_take().is_none(), "the first write is not reported");
         assert_eq!(s.tx.held(), 2);
@@ -339,7 +362,9 @@ mod tests {
         s.on_connected(later);
         assert_eq!(keepalives(&flush(&mut s, later)), 1, "the probe");
         s.handle_bytes(&echo(), later);
-        assert_eq!(flush(&mut s, later), [(key, bytes)]);
+        let resent = flush(&mut s, later);
+        assert_eq!(resent.len(), 1);
+        assert_eq!(resent[0].1, bytes);
         s.handle_bytes(&ack_frame(C, 2), later);
         assert_eq!(status(&slot), Some(Ok(2)));
         assert_eq!(s.tx.held(), 0);

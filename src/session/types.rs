@@ -167,8 +167,8 @@ pub(crate) enum Reply {
 pub(crate) type Pong = (crossbeam_channel::Sender<Result<Reply, Error>>, Instant);
 
 /// The name of a frame handed to the driver, from [`Tx`] until the driver reports it
-/// written ([`super::Session::tx_complete`]). Batch frames are named by batch id (a
-/// resend keeps it), every other frame by its sequence number on the connection.
+/// written ([`super::Session::tx_complete`]): its sequence number on the connection,
+/// unique for every frame handed out (a batch sent twice is two frames with two keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TxKey {
     Batch(u64),
