@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
+use crossbeam_utils::CachePadded;
+
 /// Counters of one driver thread. Read with [`DriverStats`] snapshots.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -29,14 +31,15 @@ pub(crate) struct Counters {
     pub(crate) features_lost: AtomicU64,
     /// Why the last connection was dropped.
     pub(crate) last_error: Mutex<Option<String>>,
-    /// A connection is up.
-    pub(crate) connected: AtomicBool,
+    /// A connection is up. (On a cache line of its own, as `stopped`: handles read these
+    /// on every record, and must not miss the cache each time the thread counts bytes.)
+    pub(crate) connected: CachePadded<AtomicBool>,
     /// While the ring sleeps: a write of this connection is in flight, and its completion
     /// will wake the ring (more data needs no wake-up: it cannot go out before that write
     /// is done, and the ring looks at its queue when it wakes).
     pub(crate) write_due: AtomicBool,
     /// The thread has stopped (set once, before anything it held is failed).
-    pub(crate) stopped: AtomicBool,
+    pub(crate) stopped: CachePadded<AtomicBool>,
     /// Why it stopped.
     pub(crate) stop_reason: Mutex<Option<String>>,
     /// ACK latency, µs (merged from the thread's own histogram every 100 ms at most).
