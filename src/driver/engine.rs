@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use super::idle::Step;
 use super::io::{ConnIo, EventSink, Events, Io, Link, Slot};
+use super::ring::QueueSender;
 #[cfg(target_os = "linux")]
 use super::stats::BACKEND_URING;
 use super::stats::{Counters, BACKEND_POLL};
@@ -36,9 +37,13 @@ const MAX_FREE_REDIRECTS: u32 = 3;
 /// Frames handed to the backend per connection per turn.
 const SEND_BUDGET: usize = 64;
 
+/// A ring's command queue, as its thread holds it: the handles' shared sender (taken at
+/// the end) and the receiver.
+pub(super) type Queue = (Arc<QueueSender>, Receiver<(u64, Command)>);
+
 pub(super) fn thread_main(
     cfg: RingConfig,
-    rx: Receiver<(u64, Command)>,
+    queue: Queue,
     waker: Arc<Waker>,
     open: Arc<AtomicU64>,
     ready: Sender<Result<u8, Error>>,
@@ -58,7 +63,7 @@ pub(super) fn thread_main(
                 Ok(io) => {
                     log::info!("{}: {}", cfg.name, io.describe());
                     let _ = ready.send(Ok(BACKEND_URING));
-                    return run(Engine::new(cfg, rx, waker, open, io, BACKEND_URING));
+                    return run(Engine::new(cfg, queue, waker, open, io, BACKEND_URING));
                 }
                 Err(e) if cfg.backend == Backend::IoUring => {
                     let _ = ready.send(Err(Error::Config(format!("io_uring unavailable: {e}"))));
@@ -83,7 +88,7 @@ pub(super) fn thread_main(
         Ok(io) => {
             log::info!("{}: {}", cfg.name, io.describe());
             let _ = ready.send(Ok(BACKEND_POLL));
-            run(Engine::new(cfg, rx, waker, open, io, BACKEND_POLL))
+            run(Engine::new(cfg, queue, waker, open, io, BACKEND_POLL))
         }
         Err(e) => {
             let _ = ready.send(Err(e.into()));
@@ -123,6 +128,8 @@ struct Engine<I: Io> {
     io: I,
     table: Table,
     rx: Receiver<(u64, Command)>,
+    /// The handles' sender, taken when the thread ends.
+    tx: Arc<QueueSender>,
     waker: Arc<Waker>,
     open: Arc<AtomicU64>,
     cfg: RingConfig,
@@ -207,8 +214,9 @@ impl State {
         self.next_attempt = after(now, exp.mul_f64(0.5 + fastrand::f64() * 0.5));
     }
 
-    /// Publishes the session's counters (after anything that may change them, before the
-    /// outcomes it produced can be observed by a caller reading the stats).
+    /// Publishes the session's counters, after each event that may change them. The
+    /// outcomes an event produced reach their callers first: a caller may see a record
+    /// acknowledged a moment before the counters that count it.
     fn export_counters(&self) {
         let s = self.session.stats();
         let c = &self.counters;
@@ -345,7 +353,7 @@ impl Events for State {
 impl<I: Io> Engine<I> {
     fn new(
         cfg: RingConfig,
-        rx: Receiver<(u64, Command)>,
+        (tx, rx): Queue,
         waker: Arc<Waker>,
         open: Arc<AtomicU64>,
         io: I,
@@ -358,6 +366,7 @@ impl<I: Io> Engine<I> {
                 slots: Vec::new(),
             },
             rx,
+            tx,
             waker,
             open,
             cfg,
@@ -622,8 +631,17 @@ impl<I: Io> Engine<I> {
                 break;
             }
         }
-        // Commands that will never be handled, and batches still being filled.
-        while let Ok((id, cmd)) = self.rx.try_recv() {
+        // Commands that will never be handled. The queue is closed first, so every
+        // command is either refused to its sender (who fails it) or received here: this
+        // drains until the last sender that had the queue open is done.
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let until = Instant::now() + Duration::from_secs(2);
+        loop {
+            let (id, cmd) = match self.rx.recv_timeout(Duration::from_millis(10)) {
+                Ok(c) => c,
+                Err(RecvTimeoutError::Timeout) if Instant::now() < until => continue,
+                Err(_) => break,
+            };
             if let Command::Open { ready, .. } = cmd {
                 let _ = ready.send(Err(error.clone()));
                 continue;

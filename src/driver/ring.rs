@@ -146,10 +146,14 @@ impl Ring {
     }
 }
 
+/// The sending side of a ring's command queue, while the queue is open.
+pub(crate) type QueueSender = Mutex<Option<Sender<(u64, Command)>>>;
+
 /// What handles share with a ring's thread.
 pub(crate) struct RingInner {
-    /// Taken (dropped) first when the ring goes, so the thread sees the queue close.
-    tx: Mutex<Option<Sender<(u64, Command)>>>,
+    /// Taken (dropped) first when the ring goes, so the thread sees the queue close; and
+    /// by the thread when it ends, so nothing is queued that nobody will handle.
+    tx: Arc<QueueSender>,
     waker: Arc<Waker>,
     thread: Mutex<Option<JoinHandle<()>>>,
     pub(crate) backend: AtomicU8,
@@ -173,8 +177,10 @@ impl RingInner {
         let waker = Arc::new(Waker::new()?);
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        let queue = (tx.clone(), rx);
         let inner = Arc::new(RingInner {
-            tx: Mutex::new(Some(tx)),
+            tx,
             waker: waker.clone(),
             thread: Mutex::new(None),
             backend: AtomicU8::new(0),
@@ -186,7 +192,7 @@ impl RingInner {
         let open = inner.open.clone();
         let thread = std::thread::Builder::new()
             .name(cfg.name.clone())
-            .spawn(move || engine::thread_main(cfg, rx, waker, open, ready_tx))?;
+            .spawn(move || engine::thread_main(cfg, queue, waker, open, ready_tx))?;
         *inner.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
         match ready_rx.recv() {
             Ok(Ok(backend)) => {
@@ -319,6 +325,7 @@ impl Driver {
 
     /// `Some(error)` once the thread has stopped by itself (a backend failure, a panic);
     /// `None` while it runs or after an orderly shutdown.
+    #[inline]
     pub(crate) fn stopped(&self) -> Option<Error> {
         if !self.counters.stopped.load(Ordering::Acquire) {
             return None;

@@ -111,6 +111,10 @@ pub(crate) const BACKEND_URING: u8 = 1;
 pub(crate) const BACKEND_POLL: u8 = 2;
 
 /// A snapshot of a driver thread's counters.
+///
+/// The thread publishes them after each event it handles, so they can trail the
+/// outcomes that event delivered by a moment (a `flush` may return before
+/// `batches_acked` counts the last ACK).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DriverStats {
