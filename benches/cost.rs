@@ -14,7 +14,8 @@
 //! --json                  one JSON object per run and per summary row instead of tables
 //! --api produce           lnc-uring's send call: produce (no ticket; failures reported by
 //!                         flush), tickets (send_async, ticket dropped), many
-//!                         (produce_many of 1024 records at a time)
+//!                         (produce_many of 1024 records at a time), writer (a
+//!                         TopicWriter: no lock per record)
 //! ```
 //!
 //! * Server: this binary re-executed with `--role server`: the embedded `TestServer`,
@@ -275,14 +276,23 @@ fn client_main(args: &[String]) {
 }
 
 fn produce(addr: SocketAddr, topic: u32, backend: Backend, size: usize, n: u64, api: &str) -> u64 {
-    let cfg = ProducerConfig::default()
+    let mut cfg = ProducerConfig::default()
         .with_connection(ConnectionConfig::new(addr.to_string()).with_backend(backend));
+    if let Ok(m) = std::env::var("XMEM") {
+        cfg = cfg.with_buffer_memory(m.parse().unwrap());
+    }
     let p = Producer::with_config(cfg).unwrap();
     let v = vec![0x5Au8; size];
     match api {
         "tickets" => {
             for _ in 0..n {
                 p.send_async(topic, &v).unwrap();
+            }
+        }
+        "writer" => {
+            let mut w = p.writer(topic);
+            for _ in 0..n {
+                w.produce(ProduceRecord::Raw(&v)).unwrap();
             }
         }
         "many" => {

@@ -93,7 +93,13 @@ pub use driver::{Backend, DriverStats, IdleStrategy, Ring, RingConfig, ZeroCopy}
 pub use error::{BufferLimit, Error, Result};
 pub use producer::{
     FullBufferPolicy, LatencySummary, ProduceRecord, Producer, ProducerConfig, ProducerStats,
+    TopicWriter,
 };
 pub use proto::{Checksum, ServerError, ServerErrorKind};
 mod offset;
 pub use offset::{consumer_id, FileOffsetStore, MemoryOffsetStore, OffsetStore};
+
+/// The README's Rust examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

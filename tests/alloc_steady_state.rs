@@ -15,7 +15,8 @@ use lnc_uring::proto::{
     ack_frame, control_header, encode_raw, Checksum, ControlCode, Header, Request, HEADER_LEN,
 };
 use lnc_uring::{
-    Backend, ConnectionConfig, ConsumerConfig, Producer, ProducerConfig, StandaloneConsumer,
+    Backend, ConnectionConfig, ConsumerConfig, ProduceRecord, Producer, ProducerConfig,
+    StandaloneConsumer,
 };
 
 struct Counting;
@@ -92,13 +93,24 @@ fn ack_server(stop: Arc<AtomicBool>) -> std::net::SocketAddr {
     addr
 }
 
-fn run(backend: Backend, blocking_send: bool) -> (u64, u64) {
+/// How the records are sent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    /// `send_async`, lingering 1 ms.
+    Async,
+    /// `send` (linger 0, each record waits for its ACK).
+    Blocking,
+    /// A `TopicWriter` (no lock), handing its batch over after each round.
+    Writer,
+}
+
+fn run(backend: Backend, mode: Mode) -> (u64, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let addr = ack_server(stop.clone());
     let conn = ConnectionConfig::new(addr.to_string())
         .with_backend(backend)
         .with_keepalive_interval(Duration::from_secs(3600));
-    let linger = if blocking_send {
+    let linger = if mode == Mode::Blocking {
         Duration::ZERO
     } else {
         Duration::from_millis(1)
@@ -114,23 +126,31 @@ fn run(backend: Backend, blocking_send: bool) -> (u64, u64) {
     )
     .unwrap();
     let value = [7u8; 1000];
-    let send = |n: usize| {
+    let mut writer = p.writer(1);
+    let mut send = |n: usize| {
         for _ in 0..n {
-            if blocking_send {
-                p.send(1, &value).unwrap();
-            } else {
-                p.send_async(1, &value).unwrap();
+            match mode {
+                Mode::Blocking => drop(p.send(1, &value).unwrap()),
+                Mode::Async => drop(p.send_async(1, &value).unwrap()),
+                Mode::Writer => writer.produce(ProduceRecord::Raw(&value)).unwrap(),
             }
         }
+        writer.submit().unwrap();
         p.flush(Duration::from_secs(30)).unwrap();
     };
     // Warm up: pools, queues and buffers reach their working size.
-    let records = if blocking_send { 3_000 } else { 20_000 };
+    let records = if mode == Mode::Blocking {
+        3_000
+    } else {
+        20_000
+    };
     send(records);
     let before = ALLOCS.load(Ordering::Relaxed);
     send(records);
     let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    drop(writer);
     stop.store(true, Ordering::Relaxed);
+    assert_eq!(p.stats().records_sent, 2 * records as u64);
     p.close(Duration::from_secs(5)).unwrap();
     (allocs, records as u64)
 }
@@ -139,14 +159,14 @@ fn run(backend: Backend, blocking_send: bool) -> (u64, u64) {
 fn producer_allocates_nothing_per_record() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for backend in common::backends() {
-        for blocking in [false, true] {
-            let (allocs, records) = run(backend, blocking);
-            eprintln!("{backend} blocking={blocking}: {allocs} allocations for {records} records");
+        for mode in [Mode::Async, Mode::Blocking, Mode::Writer] {
+            let (allocs, records) = run(backend, mode);
+            eprintln!("{backend} {mode:?}: {allocs} allocations for {records} records");
             // Nothing: not per record, not per batch (20 000 records of 1 KiB are about
             // 650 batches), not per wake-up.
             assert_eq!(
                 allocs, 0,
-                "{backend} blocking={blocking}: {allocs} allocations for {records} records"
+                "{backend} {mode:?}: {allocs} allocations for {records} records"
             );
         }
     }

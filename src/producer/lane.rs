@@ -1,4 +1,5 @@
-//! Per-topic lanes: the batch being filled for one topic, behind a lock of its own.
+//! Per-topic lanes: the batch being filled for one topic ([`Batcher`]), behind a lock of
+//! its own. A [`super::TopicWriter`] owns a batcher of its own and takes no lock at all.
 //!
 //! Senders to different topics never share a lock; the common path of a record is one
 //! table lookup (an array index for topic ids below [`DIRECT_LANES`]), one uncontended
@@ -50,8 +51,16 @@ struct Open {
     linger_at: Option<Instant>,
 }
 
+/// The batch being filled for one topic, and what filling it needs: owned by a [`Lane`]
+/// (behind its lock, sealed by a linger timer too) or by a writer (no lock; sealed when
+/// full or handed over).
 #[derive(Debug)]
-struct LaneState {
+pub(crate) struct Batcher {
+    topic_id: u32,
+    /// Lingering applies (a lane): a linger timer seals the batch, and with no linger
+    /// every record is sent at once. A writer's batch is sealed only when full or handed
+    /// over.
+    lingers: bool,
     open: Option<Open>,
     /// A pooled buffer obtained while the lock was released, kept for the next batch.
     spare: Option<FrameBuf>,
@@ -63,10 +72,10 @@ struct LaneState {
     scratch: Vec<u8>,
 }
 
-/// One topic's lane.
+/// One topic's lane: its batcher behind a lock of its own.
 pub(crate) struct Lane {
     topic_id: u32,
-    state: Mutex<LaneState>,
+    state: Mutex<Batcher>,
 }
 
 impl fmt::Debug for Lane {
@@ -131,8 +140,7 @@ pub(crate) enum Lingering {
 /// A record reserved in a lane's open batch, written in place by the caller; the lane
 /// stays locked until it is committed or dropped (dropping abandons it).
 pub(crate) struct ClaimGuard<'a> {
-    lane: &'a Lane,
-    st: MutexGuard<'a, LaneState>,
+    st: MutexGuard<'a, Batcher>,
     /// Where the record starts in the batch buffer.
     start: usize,
 }
@@ -140,7 +148,7 @@ pub(crate) struct ClaimGuard<'a> {
 impl fmt::Debug for ClaimGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClaimGuard")
-            .field("topic_id", &self.lane.topic_id)
+            .field("topic_id", &self.st.topic_id)
             .field("start", &self.start)
             .finish()
     }
@@ -149,8 +157,7 @@ impl fmt::Debug for ClaimGuard<'_> {
 impl ClaimGuard<'_> {
     /// The reserved value bytes.
     pub(crate) fn value(&mut self) -> &mut [u8] {
-        let open = self.st.open.as_mut().expect("claimed");
-        &mut open.buf.data[self.start + TLV_HEADER_LEN..]
+        self.st.claimed_value(self.start)
     }
 
     /// Makes the record part of the batch; with `ticket`, returns its ticket.
@@ -160,9 +167,7 @@ impl ClaimGuard<'_> {
         ticket: bool,
         out: &mut Outbox,
     ) -> Option<DeliveryTicket> {
-        let open = self.st.open.as_mut().expect("claimed");
-        let t = ticket.then(|| DeliveryTicket::new(open.slot.clone(), open.records, ctx.idle));
-        self.lane.written(ctx, &mut self.st, out);
+        let t = self.st.commit(ctx, ticket, out);
         // Committed: nothing to undo.
         self.start = usize::MAX;
         t
@@ -172,9 +177,7 @@ impl ClaimGuard<'_> {
 impl Drop for ClaimGuard<'_> {
     fn drop(&mut self) {
         if self.start != usize::MAX {
-            if let Some(open) = self.st.open.as_mut() {
-                open.buf.data.truncate(self.start);
-            }
+            self.st.abandon(self.start);
         }
     }
 }
@@ -184,18 +187,18 @@ impl Drop for ClaimGuard<'_> {
 #[derive(Debug)]
 pub(crate) struct NeedBuffer;
 
-impl Lane {
-    fn new(topic_id: u32, ledger: &Arc<Ledger>, slots: usize) -> Lane {
-        Lane {
+impl Batcher {
+    /// An empty batcher for `topic_id`; `lingers` as for a lane (see the field).
+    pub(crate) fn new(topic_id: u32, lingers: bool, ledger: &Arc<Ledger>, slots: usize) -> Self {
+        Batcher {
             topic_id,
-            state: Mutex::new(LaneState {
-                open: None,
-                spare: None,
-                slots: SlotPool::with_ledger(ledger.clone(), slots),
-                next_gen: 0,
-                timer_armed: false,
-                scratch: Vec::new(),
-            }),
+            lingers,
+            open: None,
+            spare: None,
+            slots: SlotPool::with_ledger(ledger.clone(), slots),
+            next_gen: 0,
+            timer_armed: false,
+            scratch: Vec::new(),
         }
     }
 
@@ -204,85 +207,110 @@ impl Lane {
         self.topic_id
     }
 
-    fn lock(&self) -> MutexGuard<'_, LaneState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Makes room for a record of `size` encoded bytes in the open batch: seals the
     /// batch into `out` if the record does not fit, and opens one with a buffer (`fresh`,
-    /// the lane's spare, or a free pooled one). `Err` when no buffer is free.
+    /// the spare, or a free pooled one). `Err` when no buffer is free.
     fn make_room(
-        &self,
+        &mut self,
         ctx: &LaneCtx,
-        st: &mut LaneState,
         size: usize,
         fresh: &mut Option<FrameBuf>,
         out: &mut Outbox,
     ) -> Result<(), NeedBuffer> {
         let oversized = HEADER_LEN + size > ctx.pool.capacity();
-        if let Some(open) = &st.open {
+        if let Some(open) = &self.open {
             let room = open.buf.data.capacity() - open.buf.data.len();
             if oversized || size > room {
                 if open.records > 0 {
-                    out.push(self.seal(ctx, st));
+                    out.push(self.seal(ctx));
                 } else {
                     // Empty (a claim was abandoned): keep its buffer, never send it.
-                    let empty = st.open.take().expect("checked");
-                    if st.spare.is_none() && empty.buf.data.capacity() == ctx.pool.capacity() {
-                        st.spare = Some(empty.buf);
+                    let empty = self.open.take().expect("checked");
+                    if self.spare.is_none() && empty.buf.data.capacity() == ctx.pool.capacity() {
+                        self.spare = Some(empty.buf);
                     }
                 }
             }
         }
-        if st.open.is_none() {
+        if self.open.is_none() {
             let buf = if oversized {
                 fresh.take()
             } else {
                 fresh
                     .take()
-                    .or_else(|| st.spare.take())
+                    .or_else(|| self.spare.take())
                     .or_else(|| ctx.pool.try_take())
             };
             let buf = buf.ok_or(NeedBuffer)?;
-            self.open(st, buf);
+            self.open(buf);
         } else if let Some(f) = fresh.take() {
             // Someone opened a batch meanwhile; keep the buffer for the next one.
-            if st.spare.is_none() && !oversized {
-                st.spare = Some(f);
+            if self.spare.is_none() && !oversized {
+                self.spare = Some(f);
             }
         }
         Ok(())
     }
 
     /// A record was written into the open batch: counts it and seals the batch when it
-    /// is full (or always, with no linger, or for an oversized record).
-    fn written(&self, ctx: &LaneCtx, st: &mut LaneState, out: &mut Outbox) {
-        let open = st.open.as_mut().expect("room was made");
+    /// is full (or always, lingering with no linger, or for an oversized record).
+    fn written(&mut self, ctx: &LaneCtx, out: &mut Outbox) {
+        let open = self.open.as_mut().expect("room was made");
         open.records += 1;
-        if open.records == 1 && !ctx.cfg.linger.is_zero() {
+        let linger = ctx.cfg.linger;
+        if self.lingers && open.records == 1 && !linger.is_zero() {
             // Lingering starts with the first record (one clock read per batch).
-            let at = after(Instant::now(), ctx.cfg.linger);
+            let at = after(Instant::now(), linger);
             open.linger_at = Some(at);
-            if !st.timer_armed {
+            if !self.timer_armed {
                 // One timer per lane: when it fires for a batch already sealed, the
                 // driver re-arms it for the batch open then.
-                st.timer_armed = true;
+                self.timer_armed = true;
                 out.linger = Some((at, self.topic_id, open.gen));
             }
         }
         let len = open.buf.data.len() - HEADER_LEN;
         if len >= ctx.cfg.batch_size
-            || ctx.cfg.linger.is_zero()
+            || (self.lingers && linger.is_zero())
             || open.buf.data.capacity() != ctx.pool.capacity()
         {
-            out.push(self.seal(ctx, st));
+            out.push(self.seal(ctx));
         }
+    }
+
+    /// Appends `record` (`size` encoded bytes, already validated) to the open batch if
+    /// that needs nothing else: the batch has records, and stays under `batch_size` with
+    /// this one (no seal, no timer). The common case, inline; `false` leaves everything
+    /// as it was, for [`Batcher::append`].
+    #[inline]
+    pub(crate) fn append_fast(
+        &mut self,
+        ctx: &LaneCtx,
+        record: &ProduceRecord<'_>,
+        size: usize,
+    ) -> bool {
+        let Some(open) = self.open.as_mut() else {
+            return false;
+        };
+        let after = open.buf.data.len() + size;
+        if open.records == 0
+            || after >= HEADER_LEN + ctx.cfg.batch_size
+            || after > open.buf.data.capacity()
+            || (self.lingers && ctx.cfg.linger.is_zero())
+        {
+            return false;
+        }
+        // Validated, and within the capacity: encoding cannot fail or reallocate.
+        let encoded = record.encode(&mut open.buf.data);
+        debug_assert!(encoded.is_ok());
+        open.records += 1;
+        true
     }
 
     /// Appends `record` (`size` encoded bytes, already validated); with `ticket`, returns
     /// a ticket for its outcome.
     pub(crate) fn append(
-        &self,
+        &mut self,
         ctx: &LaneCtx,
         record: &ProduceRecord<'_>,
         size: usize,
@@ -290,94 +318,111 @@ impl Lane {
         fresh: &mut Option<FrameBuf>,
         out: &mut Outbox,
     ) -> Result<Option<DeliveryTicket>, NeedBuffer> {
-        let mut st = self.lock();
-        let st = &mut *st;
-        self.make_room(ctx, st, size, fresh, out)?;
-        let open = st.open.as_mut().expect("room was made");
+        self.make_room(ctx, size, fresh, out)?;
+        let open = self.open.as_mut().expect("room was made");
         // Validated before, and the buffer has room: encoding cannot fail or reallocate.
         let encoded = record.encode(&mut open.buf.data);
         debug_assert!(encoded.is_ok());
         let t = ticket.then(|| DeliveryTicket::new(open.slot.clone(), open.records, ctx.idle));
-        self.written(ctx, st, out);
+        self.written(ctx, out);
         Ok(t)
     }
 
-    /// Appends records from the front of `records` (each validated, with its encoded
-    /// size) under one lock, until they run out or `out` could not take two more sealed
-    /// batches. Returns how many were appended (`Err` carries it when a buffer is needed).
+    /// Appends records from the front of `records` (each validated), until they run out.
+    /// `Err` carries how many were appended when a buffer is needed.
     pub(crate) fn append_many(
-        &self,
+        &mut self,
         ctx: &LaneCtx,
         records: &[ProduceRecord<'_>],
         fresh: &mut Option<FrameBuf>,
         out: &mut Outbox,
     ) -> Result<usize, (usize, NeedBuffer)> {
-        let mut st = self.lock();
-        let st = &mut *st;
         for (i, record) in records.iter().enumerate() {
-            self.make_room(ctx, st, record.encoded_len(), fresh, out)
+            self.make_room(ctx, record.encoded_len(), fresh, out)
                 .map_err(|e| (i, e))?;
-            let open = st.open.as_mut().expect("room was made");
+            let open = self.open.as_mut().expect("room was made");
             let encoded = record.encode(&mut open.buf.data);
             debug_assert!(encoded.is_ok());
-            self.written(ctx, st, out);
+            self.written(ctx, out);
         }
         Ok(records.len())
     }
 
-    /// Reserves a RawData record of `len` value bytes in the open batch; the lane stays
-    /// locked until the returned guard commits or drops.
-    pub(crate) fn claim<'a>(
-        &'a self,
+    /// Reserves a RawData record of `len` value bytes in the open batch; returns where it
+    /// starts, for [`Batcher::claimed_value`], then [`Batcher::commit`] or
+    /// [`Batcher::abandon`].
+    pub(crate) fn claim(
+        &mut self,
         ctx: &LaneCtx,
         len: usize,
         fresh: &mut Option<FrameBuf>,
         out: &mut Outbox,
-    ) -> Result<ClaimGuard<'a>, NeedBuffer> {
-        let mut st = self.lock();
-        self.make_room(ctx, &mut st, TLV_HEADER_LEN + len, fresh, out)?;
-        let open = st.open.as_mut().expect("room was made");
+    ) -> Result<usize, NeedBuffer> {
+        self.make_room(ctx, TLV_HEADER_LEN + len, fresh, out)?;
+        let open = self.open.as_mut().expect("room was made");
         let start = open.buf.data.len();
         open.buf.data.push(RecordType::RAW_DATA.0);
         open.buf.data.extend_from_slice(&(len as u32).to_le_bytes());
         // Within the capacity checked above: no reallocation.
         open.buf.data.resize(start + TLV_HEADER_LEN + len, 0);
-        Ok(ClaimGuard {
-            lane: self,
-            st,
-            start,
-        })
+        Ok(start)
     }
 
-    fn open(&self, st: &mut LaneState, mut buf: FrameBuf) {
+    /// The value bytes of the record claimed at `start`.
+    pub(crate) fn claimed_value(&mut self, start: usize) -> &mut [u8] {
+        let open = self.open.as_mut().expect("claimed");
+        &mut open.buf.data[start + TLV_HEADER_LEN..]
+    }
+
+    /// Commits the claimed record; with `ticket`, returns its ticket.
+    pub(crate) fn commit(
+        &mut self,
+        ctx: &LaneCtx,
+        ticket: bool,
+        out: &mut Outbox,
+    ) -> Option<DeliveryTicket> {
+        let open = self.open.as_mut().expect("claimed");
+        let t = ticket.then(|| DeliveryTicket::new(open.slot.clone(), open.records, ctx.idle));
+        self.written(ctx, out);
+        t
+    }
+
+    /// Removes the uncommitted record claimed at `start`.
+    pub(crate) fn abandon(&mut self, start: usize) {
+        if let Some(open) = self.open.as_mut() {
+            open.buf.data.truncate(start);
+        }
+    }
+
+    fn open(&mut self, mut buf: FrameBuf) {
         buf.data.clear();
         buf.data.resize(HEADER_LEN, 0);
-        let gen = st.next_gen;
-        st.next_gen += 1;
-        st.open = Some(Open {
+        let gen = self.next_gen;
+        self.next_gen += 1;
+        self.open = Some(Open {
             buf,
             records: 0,
-            slot: st.slots.take(self.topic_id),
+            slot: self.slots.take(self.topic_id),
             gen,
             linger_at: None,
         });
     }
 
     /// Seals the open batch (there must be one).
-    fn seal(&self, ctx: &LaneCtx, st: &mut LaneState) -> Batch {
+    fn seal(&mut self, ctx: &LaneCtx) -> Batch {
         let Open {
             mut buf,
             records,
             slot,
             ..
-        } = st.open.take().expect("an open batch");
+        } = self.open.take().expect("an open batch");
         let bytes = buf.data.len() - HEADER_LEN;
         if ctx.cfg.compression {
-            st.scratch.clear();
-            if let Ok(true) = compress_records(&buf.data[HEADER_LEN..], &mut st.scratch) {
+            self.scratch.clear();
+            if let Ok(true) = compress_records(&buf.data[HEADER_LEN..], &mut self.scratch) {
                 // Smaller than the records it replaces, so it fits without growing.
                 buf.data.truncate(HEADER_LEN);
-                buf.data.extend_from_slice(&st.scratch);
+                buf.data.extend_from_slice(&self.scratch);
             }
         }
         let ts = SystemTime::now()
@@ -402,6 +447,82 @@ impl Lane {
         )
     }
 
+    /// Seals the open batch if it holds records.
+    pub(crate) fn seal_open(&mut self, ctx: &LaneCtx) -> Option<Batch> {
+        if self.open.as_ref().is_some_and(|o| o.records > 0) {
+            Some(self.seal(ctx))
+        } else {
+            None
+        }
+    }
+
+    /// Records and bytes in the open batch.
+    pub(crate) fn open_size(&self) -> (u64, u64) {
+        self.open.as_ref().map_or((0, 0), |o| {
+            (u64::from(o.records), (o.buf.data.len() - HEADER_LEN) as u64)
+        })
+    }
+}
+
+impl Lane {
+    fn new(topic_id: u32, ledger: &Arc<Ledger>, slots: usize) -> Lane {
+        Lane {
+            topic_id,
+            state: Mutex::new(Batcher::new(topic_id, true, ledger, slots)),
+        }
+    }
+
+    /// The topic.
+    pub(crate) fn topic_id(&self) -> u32 {
+        self.topic_id
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Batcher> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`Batcher::append`] under the lane's lock.
+    pub(crate) fn append(
+        &self,
+        ctx: &LaneCtx,
+        record: &ProduceRecord<'_>,
+        size: usize,
+        ticket: bool,
+        fresh: &mut Option<FrameBuf>,
+        out: &mut Outbox,
+    ) -> Result<Option<DeliveryTicket>, NeedBuffer> {
+        let mut st = self.lock();
+        if !ticket && st.append_fast(ctx, record, size) {
+            return Ok(None);
+        }
+        st.append(ctx, record, size, ticket, fresh, out)
+    }
+
+    /// [`Batcher::append_many`] under one lock.
+    pub(crate) fn append_many(
+        &self,
+        ctx: &LaneCtx,
+        records: &[ProduceRecord<'_>],
+        fresh: &mut Option<FrameBuf>,
+        out: &mut Outbox,
+    ) -> Result<usize, (usize, NeedBuffer)> {
+        self.lock().append_many(ctx, records, fresh, out)
+    }
+
+    /// Reserves a RawData record of `len` value bytes in the open batch; the lane stays
+    /// locked until the returned guard commits or drops.
+    pub(crate) fn claim<'a>(
+        &'a self,
+        ctx: &LaneCtx,
+        len: usize,
+        fresh: &mut Option<FrameBuf>,
+        out: &mut Outbox,
+    ) -> Result<ClaimGuard<'a>, NeedBuffer> {
+        let mut st = self.lock();
+        let start = st.claim(ctx, len, fresh, out)?;
+        Ok(ClaimGuard { st, start })
+    }
+
     /// The lane's linger timer for batch `gen` fired: seals it if it is still open, or
     /// re-arms the timer for a newer open batch. Never waits for the lane's lock: when a
     /// sender holds it, the timer fires again a little later.
@@ -417,7 +538,7 @@ impl Lane {
         match &st.open {
             Some(o) if o.gen == gen && o.records > 0 => {
                 st.timer_armed = false;
-                Lingering::Sealed(self.seal(ctx, st))
+                Lingering::Sealed(st.seal(ctx))
             }
             Some(Open {
                 gen,
@@ -434,17 +555,15 @@ impl Lane {
     /// Seals the open batch, if any, and hands it to `sink` before unlocking.
     pub(crate) fn seal_open(&self, ctx: &LaneCtx, sink: &mut dyn FnMut(Batch)) {
         let mut st = self.lock();
-        let st = &mut *st;
-        if st.open.as_ref().is_some_and(|o| o.records > 0) {
-            sink(self.seal(ctx, st));
+        if let Some(b) = st.seal_open(ctx) {
+            sink(b);
         }
+        drop(st);
     }
 
     /// Records and bytes in the open batch.
     pub(crate) fn open_size(&self) -> (u64, u64) {
-        self.lock().open.as_ref().map_or((0, 0), |o| {
-            (u64::from(o.records), (o.buf.data.len() - HEADER_LEN) as u64)
-        })
+        self.lock().open_size()
     }
 }
 
@@ -491,6 +610,12 @@ impl Lanes {
                     .clone(),
             ),
         }
+    }
+
+    /// A batcher of `topic_id` for a writer: a batch of its own, sealed only when full or
+    /// handed over.
+    pub(crate) fn batcher(&self, topic_id: u32) -> Batcher {
+        Batcher::new(topic_id, false, &self.ledger, self.slots_per_lane)
     }
 
     /// The lane of `topic_id` if it exists.

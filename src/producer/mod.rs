@@ -2,6 +2,7 @@
 //!
 //! * [`config`]: settings; [`record`]: what a record is and how it is encoded;
 //! * `lane`: per-topic batches being filled, each behind its own lock;
+//! * `writer`: [`TopicWriter`], a batch owned by one thread (no lock);
 //! * `ledger`: outstanding records, failures and the batch sequence `flush` waits on;
 //! * [`crate::buffers`]: the fixed-capacity batch buffers and their memory budget.
 
@@ -10,6 +11,7 @@ mod lane;
 pub(crate) mod ledger;
 mod record;
 mod route;
+mod writer;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 pub use config::{FullBufferPolicy, ProducerConfig};
 pub use record::ProduceRecord;
+pub use writer::TopicWriter;
 
 use crate::buffers::{BufferPool, FrameBuf};
 use crate::delivery::{DeliveryTicket, RecordMetadata};
@@ -355,13 +358,7 @@ impl Producer {
         ticket: bool,
     ) -> Result<Option<DeliveryTicket>, Error> {
         self.check_open()?;
-        let size = crate::proto::TLV_HEADER_LEN + len;
-        if size > crate::proto::MAX_PAYLOAD_LEN as usize {
-            return Err(Error::RecordTooLarge {
-                size,
-                max: crate::proto::MAX_PAYLOAD_LEN as usize,
-            });
-        }
+        let size = claim_size(len)?;
         let lane = self.shared.lanes.get(topic_id);
         let ctx = &self.shared.ctx;
         let mut fresh: Option<FrameBuf> = None;
@@ -419,6 +416,7 @@ impl Producer {
     }
 
     /// Fails when the producer is closed or its driver thread has stopped.
+    #[inline]
     fn check_open(&self) -> Result<(), Error> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -585,6 +583,18 @@ impl Producer {
     pub fn debug_stop_driver(&self, panic: bool) {
         self.conns.debug_stop(panic);
     }
+}
+
+/// The encoded size of a claimed record of `len` value bytes, if a frame can carry it.
+fn claim_size(len: usize) -> Result<usize, Error> {
+    let size = crate::proto::TLV_HEADER_LEN.saturating_add(len);
+    if size > crate::proto::MAX_PAYLOAD_LEN as usize {
+        return Err(Error::RecordTooLarge {
+            size,
+            max: crate::proto::MAX_PAYLOAD_LEN as usize,
+        });
+    }
+    Ok(size)
 }
 
 impl Drop for Producer {

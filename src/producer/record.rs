@@ -41,6 +41,7 @@ pub enum ProduceRecord<'a> {
 }
 
 impl ProduceRecord<'_> {
+    #[inline]
     pub(crate) fn value_len(&self) -> usize {
         match *self {
             ProduceRecord::Raw(v) | ProduceRecord::Typed(_, v) => v.len(),
@@ -50,6 +51,7 @@ impl ProduceRecord<'_> {
         }
     }
 
+    #[inline]
     pub(crate) fn encoded_len(&self) -> usize {
         TLV_HEADER_LEN + self.value_len()
     }
@@ -57,6 +59,7 @@ impl ProduceRecord<'_> {
     /// Checks what encoding could reject, before anything is buffered: a record must
     /// fit one frame (5-byte header plus value at most 16 MiB, the server's limit), a key
     /// at most 65 535 bytes, and type 0xFE is reserved.
+    #[inline]
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let size = self.encoded_len();
         if size > MAX_PAYLOAD_LEN as usize {
@@ -83,6 +86,7 @@ impl ProduceRecord<'_> {
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         if let ProduceRecord::Raw(v) = *self {
             // The common case, without the general encoder's checks (done by `validate`).

@@ -51,6 +51,7 @@ impl Connections {
     }
 
     /// Why a connection's driver stopped, if one did (the producer then fails fast).
+    #[inline]
     pub(crate) fn stopped(&self) -> Option<Error> {
         self.drivers.iter().find_map(Driver::stopped)
     }
