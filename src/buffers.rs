@@ -263,12 +263,7 @@ pub(crate) struct BufPool {
 impl BufPool {
     /// A cleared buffer with room for `len` bytes, reused when one is free.
     pub(crate) fn take(&self, len: usize) -> Vec<u8> {
-        let mut v = self
-            .bufs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default();
+        let mut v = self.pop();
         v.clear();
         v.reserve(len);
         v
@@ -278,14 +273,18 @@ impl BufPool {
     /// whatever it held before (it is about to be overwritten), so a reused buffer costs
     /// no zeroing.
     pub(crate) fn take_filled(&self, len: usize) -> Vec<u8> {
-        let mut v = self
-            .bufs
+        let mut v = self.pop();
+        v.resize(len, 0);
+        v
+    }
+
+    /// A free buffer as it was given back, or an empty one.
+    fn pop(&self) -> Vec<u8> {
+        self.bufs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop()
-            .unwrap_or_default();
-        v.resize(len, 0);
-        v
+            .unwrap_or_default()
     }
 
     /// Gives a buffer back (a few are kept).

@@ -281,7 +281,7 @@ impl Batcher {
     /// Appends `record` (`size` encoded bytes, already validated) to the open batch if
     /// that needs nothing else: the batch has records, and stays under `batch_size` with
     /// this one (no seal, no timer). The common case, inline; `false` leaves everything
-    /// as it was, for [`Batcher::append`].
+    /// as it was.
     #[inline]
     pub(crate) fn append_fast(
         &mut self,
@@ -308,8 +308,26 @@ impl Batcher {
     }
 
     /// Appends `record` (`size` encoded bytes, already validated); with `ticket`, returns
-    /// a ticket for its outcome.
+    /// a ticket for its outcome. Without a ticket, a record that seals nothing takes the
+    /// inline path ([`Batcher::append_fast`]).
+    #[inline]
     pub(crate) fn append(
+        &mut self,
+        ctx: &LaneCtx,
+        record: &ProduceRecord<'_>,
+        size: usize,
+        ticket: bool,
+        fresh: &mut Option<FrameBuf>,
+        out: &mut Outbox,
+    ) -> Result<Option<DeliveryTicket>, NeedBuffer> {
+        if !ticket && self.append_fast(ctx, record, size) {
+            return Ok(None);
+        }
+        self.append_slow(ctx, record, size, ticket, fresh, out)
+    }
+
+    /// [`Batcher::append`] without the inline path (a caller that tried it already).
+    pub(crate) fn append_slow(
         &mut self,
         ctx: &LaneCtx,
         record: &ProduceRecord<'_>,
@@ -477,36 +495,9 @@ impl Lane {
         self.topic_id
     }
 
-    fn lock(&self) -> MutexGuard<'_, Batcher> {
+    /// The lane's batcher, locked.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Batcher> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// [`Batcher::append`] under the lane's lock.
-    pub(crate) fn append(
-        &self,
-        ctx: &LaneCtx,
-        record: &ProduceRecord<'_>,
-        size: usize,
-        ticket: bool,
-        fresh: &mut Option<FrameBuf>,
-        out: &mut Outbox,
-    ) -> Result<Option<DeliveryTicket>, NeedBuffer> {
-        let mut st = self.lock();
-        if !ticket && st.append_fast(ctx, record, size) {
-            return Ok(None);
-        }
-        st.append(ctx, record, size, ticket, fresh, out)
-    }
-
-    /// [`Batcher::append_many`] under one lock.
-    pub(crate) fn append_many(
-        &self,
-        ctx: &LaneCtx,
-        records: &[ProduceRecord<'_>],
-        fresh: &mut Option<FrameBuf>,
-        out: &mut Outbox,
-    ) -> Result<usize, (usize, NeedBuffer)> {
-        self.lock().append_many(ctx, records, fresh, out)
     }
 
     /// Reserves a RawData record of `len` value bytes in the open batch; the lane stays

@@ -297,7 +297,7 @@ impl Producer {
         let sink = |b| self.conns.submit_batch(topic_id, b);
         while !rest.is_empty() {
             let mut out = Outbox::new(&sink);
-            let step = lane.append_many(ctx, rest, &mut fresh, &mut out);
+            let step = lane.lock().append_many(ctx, rest, &mut fresh, &mut out);
             self.submit_linger(out.linger);
             match step {
                 Ok(n) => rest = &rest[n..],
@@ -397,7 +397,9 @@ impl Producer {
         let sink = |b| self.conns.submit_batch(topic_id, b);
         loop {
             let mut out = Outbox::new(&sink);
-            let step = lane.append(&self.shared.ctx, record, size, ticket, &mut fresh, &mut out);
+            let step =
+                lane.lock()
+                    .append(&self.shared.ctx, record, size, ticket, &mut fresh, &mut out);
             if out.linger.is_some() {
                 self.submit_linger(out.linger);
             }

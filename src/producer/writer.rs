@@ -90,14 +90,13 @@ impl TopicWriter<'_> {
         self.producer.check_open()?;
         record.validate()?;
         let size = record.encoded_len();
-        if self
-            .batcher
-            .append_fast(&self.producer.shared.ctx, &record, size)
-        {
+        let ctx = &self.producer.shared.ctx;
+        // The common case inline here, not behind `fill`'s loop.
+        if self.batcher.append_fast(ctx, &record, size) {
             return Ok(());
         }
         self.fill(size, |b, fresh, out| {
-            b.append(&self.producer.shared.ctx, &record, size, false, fresh, out)
+            b.append_slow(ctx, &record, size, false, fresh, out)
                 .map(drop)
         })
     }

@@ -87,6 +87,19 @@ pub(super) fn echo() -> Vec<u8> {
     keepalive_frame(C).to_vec()
 }
 
+/// A quorum failure for the batch in flight, then the keepalive fence that settles it
+/// (each of its two keepalives sent and echoed).
+pub(super) fn quorum_failure_fenced(s: &mut Session, now: Instant) {
+    s.handle_bytes(
+        &error("FORWARD_FAILED: Quorum not reached - required 2 ACKs, got 1"),
+        now,
+    );
+    for _ in 0..2 {
+        assert_eq!(keepalives(&flush(s, now)), 1, "the fence");
+        s.handle_bytes(&echo(), now);
+    }
+}
+
 /// A batch's outcome: `None` while pending, its batch id or its error.
 pub(super) fn status(slot: &DeliverySlot) -> Option<Result<u64, String>> {
     if !slot.is_done() {

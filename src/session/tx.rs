@@ -265,14 +265,7 @@ mod tests {
         let pool = BufferPool::new(256, 256, 0);
         let slot = submit_pooled(&mut s, &pool, now);
         let first = s.poll_transmit(now).unwrap().key;
-        s.handle_bytes(
-            &error("FORWARD_FAILED: Quorum not reached - required 2 ACKs, got 1"),
-            now,
-        );
-        for _ in 0..2 {
-            assert_eq!(keepalives(&flush(&mut s, now)), 1, "the fence");
-            s.handle_bytes(&echo(), now);
-        }
+        quorum_failure_fenced(&mut s, now);
         let later = now + Duration::from_secs(2);
         let tx = s.poll_transmit(later).unwrap();
         let (second, ptr) = (tx.key, tx.bytes.as_ptr());
@@ -337,14 +330,7 @@ mod tests {
         let slot = submit_pooled(&mut s, &pool, now);
         let tx = s.poll_transmit(now).unwrap();
         let (key, ptr, bytes) = (tx.key, tx.bytes.as_ptr(), tx.bytes.to_vec());
-        s.handle_bytes(
-            &error("FORWARD_FAILED: Quorum not reached - required 2 ACKs, got 1"),
-            now,
-        );
-        for _ in 0..2 {
-            assert_eq!(keepalives(&flush(&mut s, now)), 1, "the fence");
-            s.handle_bytes(&echo(), now);
-        }
+        quorum_failure_fenced(&mut s, now);
         assert_eq!(status(&slot), None, "to be resent");
         let later = now + Duration::from_secs(2);
         let tx = s.poll_transmit(later).unwrap();
